@@ -1,0 +1,142 @@
+import * as tf from '@tensorflow/tfjs';
+import { ConvlensError } from './errors.ts';
+import type { Logger } from './logger.ts';
+
+/** Backends a user can ask for in `compute.backend`. */
+export const BACKEND_CHOICES = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendChoice = (typeof BACKEND_CHOICES)[number];
+export type ConcreteBackend = Exclude<BackendChoice, 'auto'>;
+
+const AUTO_ORDER: ConcreteBackend[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
+
+const NATIVE_PACKAGE: Record<'tensorflow-gpu' | 'tensorflow', string> = {
+  'tensorflow-gpu': '@tensorflow/tfjs-node-gpu',
+  tensorflow: '@tensorflow/tfjs-node',
+};
+
+export interface BackendInfo {
+  /** What the user's choice resolved to. */
+  name: ConcreteBackend;
+  /** The tfjs backend name (`tensorflow`, `wasm`, `cpu`). */
+  tfjsBackend: string;
+  tfjsVersion: string;
+}
+
+let active: BackendInfo | undefined;
+
+/**
+ * Selects and initialises the compute backend. `auto` tries the native GPU and CPU bindings,
+ * then wasm, then the pure-JS cpu backend, and logs which one ran. An explicit choice that
+ * cannot load is an error that says how to install it.
+ */
+export async function initBackend(choice: BackendChoice, logger: Logger): Promise<BackendInfo> {
+  const order = choice === 'auto' ? AUTO_ORDER : [choice];
+  const failures: string[] = [];
+  for (const name of order) {
+    try {
+      const info = await load(name);
+      active = info;
+      logger.info(`backend: ${name}${choice === 'auto' ? ' (auto)' : ''}, tfjs ${info.tfjsVersion}`);
+      return info;
+    } catch (err) {
+      const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
+      failures.push(`${name}: ${why}`);
+      logger.debug(`backend ${name} unavailable: ${why}`);
+      if (choice !== 'auto') throw backendError(name, why);
+    }
+  }
+  throw new ConvlensError(`no compute backend could be loaded (${failures.join('; ')})`, {
+    hint: 'Reinstall the project dependencies with `npm ci`; the wasm and cpu backends ship with convlens.',
+  });
+}
+
+export function activeBackend(): BackendInfo | undefined {
+  return active;
+}
+
+function backendError(name: ConcreteBackend, why: string): ConvlensError {
+  if (name === 'tensorflow-gpu' || name === 'tensorflow') {
+    const pkg = NATIVE_PACKAGE[name];
+    return new ConvlensError(`viz.yaml: compute.backend: "${name}" could not be loaded (${why})`, {
+      hint: `Install it with \`npm install ${pkg}@${tf.version.tfjs}\` (it downloads libtensorflow${
+        name === 'tensorflow-gpu' ? ' and needs CUDA' : ''}), or set compute.backend to "auto", "wasm" or "cpu".`,
+    });
+  }
+  return new ConvlensError(`viz.yaml: compute.backend: "${name}" could not be initialised (${why})`, {
+    hint: 'Reinstall the project dependencies with `npm ci`, or set compute.backend to "cpu".',
+  });
+}
+
+async function load(name: ConcreteBackend): Promise<BackendInfo> {
+  if (name === 'tensorflow-gpu' || name === 'tensorflow') {
+    await import(NATIVE_PACKAGE[name]);
+    if (!(await tf.setBackend('tensorflow'))) throw new Error('the tensorflow backend did not initialise');
+  } else if (name === 'wasm') {
+    await import('@tensorflow/tfjs-backend-wasm');
+    if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+    bridgeCpuKernelsToWasm();
+  } else {
+    if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend did not initialise');
+  }
+  await tf.ready();
+  return { name, tfjsBackend: tf.getBackend(), tfjsVersion: tf.version.tfjs };
+}
+
+/**
+ * Kernels that wasm lacks (Conv2DBackpropFilter, the depthwise backprops, UnsortedSegmentSum, ...)
+ * and wasm's MaxPoolGrad, which gives no gradient to a window whose maximum is negative, run the
+ * cpu kernel instead: inputs are copied out of the wasm heap, the cpu kernel runs, the result is
+ * copied back. Results match the cpu backend exactly; only speed differs.
+ */
+const WASM_KERNELS_REPLACED = ['MaxPoolGrad'];
+let bridged = false;
+
+function bridgeCpuKernelsToWasm(): void {
+  if (bridged) return;
+  bridged = true;
+  const cpuBackend = tf.findBackend('cpu') ?? undefined;
+  if (!cpuBackend) throw new Error('the cpu backend is not registered');
+  const wasmNames = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));
+  for (const name of WASM_KERNELS_REPLACED) {
+    if (wasmNames.has(name)) {
+      tf.unregisterKernel(name, 'wasm');
+      wasmNames.delete(name);
+    }
+  }
+  for (const kernel of tf.getKernelsForBackend('cpu')) {
+    if (wasmNames.has(kernel.kernelName)) continue;
+    const cpuFunc = kernel.kernelFunc;
+    tf.registerKernel({
+      kernelName: kernel.kernelName,
+      backendName: 'wasm',
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const wasm = backend as unknown as WasmLike;
+        const cpu = cpuBackend as unknown as WasmLike;
+        const cpuInputs: Record<string, tf.TensorInfo> = {};
+        for (const [key, t] of Object.entries(inputs)) {
+          if (!t) continue;
+          cpuInputs[key] = { dataId: cpu.write(wasm.readSync(t.dataId), t.shape, t.dtype), shape: t.shape, dtype: t.dtype };
+        }
+        try {
+          const out = cpuFunc({ inputs: cpuInputs, attrs: attrs ?? {}, backend: cpuBackend });
+          const outs = Array.isArray(out) ? out : [out];
+          const results = outs.map((o) => {
+            const r = wasm.makeOutput(o.shape, o.dtype, undefined, cpu.readSync(o.dataId));
+            cpu.disposeData(o.dataId, true);
+            return r;
+          });
+          return Array.isArray(out) ? results : results[0];
+        } finally {
+          for (const t of Object.values(cpuInputs)) cpu.disposeData(t.dataId, true);
+        }
+      },
+    });
+  }
+}
+
+interface WasmLike {
+  write(values: unknown, shape: number[], dtype: tf.DataType): object;
+  readSync(dataId: object): tf.backend_util.BackendValues;
+  disposeData(dataId: object, force?: boolean): boolean;
+  makeOutput(shape: number[], dtype: tf.DataType, memoryOffset?: number, values?: unknown): tf.TensorInfo;
+}

@@ -1,0 +1,95 @@
+import { parseArgs } from 'node:util';
+import { writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { configJsonSchema } from './config.ts';
+import { ConvlensError, formatError } from './errors.ts';
+import { ConsoleLogger, type Logger } from './logger.ts';
+import { METHOD_IDS } from './methods/registry.ts';
+import { prepare, runReport, toolVersion } from './run.ts';
+
+const HELP = `convlens: CNN interpretability reports for TensorFlow.js models
+
+Usage:
+  convlens report [--config FILE] [--release NAME] [--base PATH] [--no-site] [--debug]
+      Compute every enabled method for the config and build the static site.
+      --config   viz.yaml to use (default: config/viz.yaml)
+      --release  release name (default: "release" in the config, or env CONVLENS_RELEASE)
+      --base     site base path, e.g. /REPO/ for GitHub Pages (default: site.base, or env CONVLENS_BASE)
+      --no-site  write the release only; skip the site build
+  convlens layers [--config FILE]
+      List the model's layers (names to use in viz.yaml).
+  convlens schema [--out FILE]
+      Print (or write) the JSON Schema of viz.yaml, for editor autocompletion.
+  convlens --help | --version
+
+Methods (viz.yaml: methods.<id>): ${METHOD_IDS.join(', ')}
+Exit status: 0 on success, 1 on any failure (one message; the stack only with --debug), 2 on bad usage.`;
+
+export async function main(argv: string[], logger?: Logger): Promise<number> {
+  let args: ReturnType<typeof parse>;
+  try {
+    args = parse(argv);
+  } catch (err) {
+    process.stderr.write(`convlens: ${(err as Error).message}\n  Run \`convlens --help\` for usage.\n`);
+    return 2;
+  }
+  const { values, positionals } = args;
+  const debug = Boolean(values.debug);
+  const log = logger ?? new ConsoleLogger({ debug });
+  if (values.help) { process.stdout.write(`${HELP}\n`); return 0; }
+  if (values.version) { process.stdout.write(`${await toolVersion()}\n`); return 0; }
+  const command = positionals[0];
+  try {
+    switch (command) {
+      case 'report': {
+        await runReport({
+          configFile: values.config ?? 'config/viz.yaml',
+          release: values.release ?? process.env.CONVLENS_RELEASE ?? undefined,
+          base: values.base ?? process.env.CONVLENS_BASE ?? undefined,
+          site: !values['no-site'],
+          logger: log,
+        });
+        return 0;
+      }
+      case 'layers': {
+        const { model } = await prepare(values.config ?? 'config/viz.yaml', log);
+        for (const l of model.layers) {
+          process.stdout.write(`${l.name.padEnd(32)} ${l.type.padEnd(24)} [${l.outputShape.map((d) => d ?? '?').join(', ')}] ${l.params}\n`);
+        }
+        model.dispose();
+        return 0;
+      }
+      case 'schema': {
+        const text = `${JSON.stringify(configJsonSchema(), null, 2)}\n`;
+        if (values.out) await writeFile(resolve(values.out), text);
+        else process.stdout.write(text);
+        return 0;
+      }
+      case undefined:
+        process.stdout.write(`${HELP}\n`);
+        return 2;
+      default:
+        throw new ConvlensError(`unknown command "${command}"`, { hint: 'Commands: report, layers, schema. Run `convlens --help`.' });
+    }
+  } catch (err) {
+    process.stderr.write(`${formatError(err, debug)}\n`);
+    return 1;
+  }
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      release: { type: 'string', short: 'r' },
+      base: { type: 'string' },
+      out: { type: 'string', short: 'o' },
+      'no-site': { type: 'boolean' },
+      debug: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
+    },
+  });
+}

@@ -1,0 +1,29 @@
+import { z } from 'zod';
+import type { MethodDef } from './types.ts';
+import { modelSummary } from './model-summary.ts';
+import { filters } from './filters.ts';
+import { gradCam } from './grad-cam.ts';
+
+/**
+ * The one list of methods. The config schema (`methods.<id>`), the CLI's `--only` choices, the
+ * manifest's method list, the site navigation and the test matrix all derive from it.
+ */
+export const METHODS = [modelSummary, filters, gradCam] as const satisfies readonly MethodDef[];
+
+export type MethodId = (typeof METHODS)[number]['id'];
+export const METHOD_IDS = METHODS.map((m) => m.id) as readonly string[];
+
+export function methodsSchema() {
+  const shape = Object.fromEntries(METHODS.map((m) => [m.id, (m.options as z.ZodObject).prefault({})])) as unknown as {
+    [M in (typeof METHODS)[number] as M['id']]: z.ZodPrefault<M['options']>;
+  };
+  return z.strictObject(shape).prefault({});
+}
+
+export function methodDefaults() {
+  return Object.fromEntries(METHODS.map((m) => [m.id, m.options.parse({})]));
+}
+
+export function methodById(id: string): MethodDef | undefined {
+  return (METHODS as readonly MethodDef[]).find((m) => m.id === id);
+}

@@ -1,0 +1,63 @@
+import type * as tf from '@tensorflow/tfjs';
+import type { z } from 'zod';
+import type { Logger } from '../logger.ts';
+import type { ModelAdapter } from '../model/adapter.ts';
+import type { Colormap } from '../render.ts';
+import type { ReleaseWriter } from '../release-writer.ts';
+
+export interface SampleItem {
+  id: string;
+  source: string;
+  label?: number;
+  /** The image as the model saw it, 8-bit RGB [h, w, 3] (gray replicated). */
+  display: Uint8Array;
+  /** Class explained by default (top-1 prediction). */
+  target: number;
+}
+
+export interface MethodContext {
+  model: ModelAdapter;
+  classes: readonly string[];
+  /** Sample images, preprocessed, [n, h, w, c], in the order of `samples`. */
+  input: tf.Tensor4D;
+  samples: readonly SampleItem[];
+  out: ReleaseWriter;
+  logger: Logger;
+  settings: { colormap: Colormap; batchSize: number; channelOrder: 'rgb' | 'bgr' };
+}
+
+export interface OptionProblem {
+  /** Key inside the method's section, e.g. "layer". */
+  key: string;
+  message: string;
+}
+
+/**
+ * The method contract: an id (used in viz.yaml, the manifest and URLs), a title, the paper,
+ * what it needs, a zod schema of its options (every field defaulted, `enabled` included), an
+ * optional check against the loaded model, and one compute function.
+ */
+export interface MethodDef<S extends z.ZodObject = z.ZodObject> {
+  id: string;
+  title: string;
+  paper?: string;
+  needs: { gradients?: boolean; dataset?: boolean; gapHead?: boolean };
+  options: S;
+  check?(opts: z.infer<S>, model: ModelAdapter): OptionProblem[];
+  run(ctx: MethodContext, opts: z.infer<S>): Promise<void>;
+}
+
+export function defineMethod<S extends z.ZodObject>(def: MethodDef<S>): MethodDef<S> {
+  return def;
+}
+
+/** Checks that a layer option names a layer of the model (message with the nearest names). */
+export function layerProblem(model: ModelAdapter, key: string, name: string | undefined): OptionProblem[] {
+  if (name === undefined) return [];
+  try {
+    model.layer(name);
+    return [];
+  } catch (err) {
+    return [{ key, message: (err as Error).message }];
+  }
+}

@@ -1,0 +1,172 @@
+import * as tf from '@tensorflow/tfjs';
+import { ConvlensError, nearest } from '../errors.ts';
+import type { ReluRule } from './relu-rules.ts';
+import { withReluRule } from './relu-rules.ts';
+
+/** Convolution geometry of a layer, for receptive fields and filter views. */
+export interface ConvGeometry {
+  kernel: [number, number];
+  strides: [number, number];
+  padding: 'same' | 'valid';
+  dilation: [number, number];
+}
+
+export interface LayerInfo {
+  name: string;
+  /** Keras class name (Conv2D, Dense, ...) or, for a GraphModel, the op (Conv2D, Relu, ...). */
+  type: string;
+  /** Output shape with the batch dimension first (null). */
+  outputShape: (number | null)[];
+  params: number;
+  /** Names of the layers feeding this one. */
+  inputs: string[];
+  conv?: ConvGeometry;
+}
+
+/**
+ * A target for a gradient: a scalar that is a sum over examples, so micro-batches can be
+ * differentiated separately. `rows` are the example indices [start, end) of the micro-batch.
+ */
+export type Objective = (out: { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> }, rows: [number, number]) => tf.Scalar;
+
+/** sum_i sum_k W[i,k] * logits[i,k]: a class score per example (one-hot rows) or a contrast (+1/-1 rows). */
+export function classScore(weights: tf.Tensor2D): Objective {
+  return ({ logits }, [start, end]) => tf.sum(tf.mul(logits, weights.slice([start, 0], [end - start, -1])));
+}
+
+export interface GradientResult {
+  /** d objective / d target, same shape as the target ([n,h,w,c] for the input or a conv layer). */
+  grad: tf.Tensor;
+  /** The target's value (the input itself, or the layer activation). */
+  value: tf.Tensor;
+  logits: tf.Tensor2D;
+}
+
+/**
+ * The one interface every method uses; it hides LayersModel vs GraphModel.
+ * Tensors are NHWC. Scores are pre-softmax ("logits"): where the model ends in a softmax, the
+ * adapter stops before it; where it does not (e.g. Darknet Tiny), the outputs are the logits.
+ * No call computes weight gradients.
+ */
+export interface ModelAdapter {
+  readonly format: 'layers-model' | 'graph-model';
+  /** [height, width, channels] of one input image. */
+  readonly inputShape: [number, number, number];
+  readonly numClasses: number;
+  readonly layers: readonly LayerInfo[];
+  /** Examples per backward pass; forward passes use the caller's batch size. */
+  readonly backwardBatch: number;
+  countParams(): number;
+  /** The layer called `name`; an unknown name throws with the nearest names. */
+  layer(name: string, configKey?: string): LayerInfo;
+  /**
+   * The last layer whose output is spatial ([n,h,w,c] with h,w > 1); where that is a 1x1
+   * convolution to one map per class (a NiN/Darknet head), the layer feeding it.
+   */
+  lastSpatialLayer(): LayerInfo;
+  /** The first layer holding a 2-D convolution kernel. */
+  firstConvLayer(): LayerInfo | undefined;
+  /** Logits and the named activations, in one forward pass. */
+  forward(x: tf.Tensor4D, layerNames?: readonly string[]): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> };
+  /** softmax(logits). */
+  probabilities(x: tf.Tensor4D): tf.Tensor2D;
+  /**
+   * Gradient of `objective` w.r.t. the input or a named layer's activation, micro-batched.
+   * `layers` lists activations the objective reads (they are computed in the same pass).
+   */
+  gradient(x: tf.Tensor4D, objective: Objective, wrt: 'input' | string, layers?: readonly string[]): GradientResult;
+  /** Runs fn with a ReLU backward rule for the whole model; the standard rule is always restored. */
+  withReluRule<T>(rule: ReluRule, fn: () => T | Promise<T>): Promise<T>;
+  /** Weight tensors of a layer (kernel first, then bias), owned by the model: do not dispose. */
+  weights(layerName: string): tf.Tensor[];
+  dispose(): void;
+}
+
+/** Keeps the backward pass well inside the 4 GiB wasm heap (see the tfjs note): ~1 GiB budget. */
+export function backwardBatchFor(layers: readonly LayerInfo[], inputShape: readonly number[]): number {
+  const perExample = [inputShape, ...layers.map((l) => l.outputShape.slice(1))]
+    .reduce((sum, s) => sum + s.reduce<number>((a, b) => a * (b ?? 1), 1), 0);
+  const bytes = perExample * 4 * 4; // value, gradient and two temporaries per activation
+  return Math.max(1, Math.min(64, Math.floor(2 ** 30 / Math.max(bytes, 1))));
+}
+
+export function unknownLayerError(name: string, layers: readonly LayerInfo[], configKey?: string): ConvlensError {
+  const names = layers.map((l) => l.name);
+  const near = nearest(name, names, 3);
+  const where = configKey ? `viz.yaml: ${configKey}: ` : '';
+  return new ConvlensError(`${where}no layer "${name}"; nearest: ${near.join(', ')}`, {
+    hint: `The model has ${names.length} layers; \`convlens layers --config FILE\` lists them all.`,
+  });
+}
+
+/** Shared by both adapters. */
+export abstract class BaseAdapter {
+  abstract readonly layers: readonly LayerInfo[];
+  abstract readonly inputShape: [number, number, number];
+  abstract readonly numClasses: number;
+  private byName?: Map<string, LayerInfo>;
+
+  layer(name: string, configKey?: string): LayerInfo {
+    this.byName ??= new Map(this.layers.map((l) => [l.name, l]));
+    const info = this.byName.get(name);
+    if (!info) throw unknownLayerError(name, this.layers, configKey);
+    return info;
+  }
+
+  lastSpatialLayer(): LayerInfo {
+    const spatial = this.layers.filter((l) => l.outputShape.length === 4 && (l.outputShape[1] ?? 0) > 1 && (l.outputShape[2] ?? 0) > 1);
+    let last = spatial.at(-1);
+    // A 1x1 convolution to one map per class before global pooling (NiN / Darknet head) is the
+    // classifier, not a feature layer: the default explanation layer is its input.
+    if (last?.conv && last.conv.kernel[0] === 1 && last.conv.kernel[1] === 1 && last.outputShape.at(-1) === this.numClasses && last.inputs.length === 1) {
+      last = this.layer(last.inputs[0]);
+    }
+    if (!last) throw new ConvlensError('the model has no layer with a spatial output ([batch, height, width, channels])', {
+      hint: 'Grad-CAM and activation maps need a convolutional model with NHWC activations.',
+    });
+    return last;
+  }
+
+  firstConvLayer(): LayerInfo | undefined {
+    return this.layers.find((l) => l.conv !== undefined);
+  }
+
+  withReluRule<T>(rule: ReluRule, fn: () => T | Promise<T>): Promise<T> {
+    return withReluRule(rule, fn);
+  }
+
+  protected checkInput(x: tf.Tensor4D): void {
+    const [h, w, c] = this.inputShape;
+    const [, xh, xw, xc] = x.shape;
+    if (xh !== h || xw !== w || xc !== c) {
+      throw new ConvlensError(`the model expects ${h}x${w}x${c} images but got ${xh}x${xw}x${xc}`, {
+        hint: 'Set input.size and input.channels in viz.yaml to the model input, or leave them out to use it.',
+      });
+    }
+  }
+
+  /** Runs `step` on micro-batches of x and concatenates the results along the batch axis. */
+  protected microBatched(x: tf.Tensor4D, batch: number, step: (xb: tf.Tensor4D, rows: [number, number]) => GradientResult): GradientResult {
+    const n = x.shape[0];
+    if (n <= batch) return step(x, [0, n]);
+    const parts: GradientResult[] = [];
+    try {
+      for (let s = 0; s < n; s += batch) {
+        const e = Math.min(n, s + batch);
+        const xb = tf.slice(x, [s, 0, 0, 0], [e - s, -1, -1, -1]);
+        try {
+          parts.push(step(xb, [s, e]));
+        } finally {
+          xb.dispose();
+        }
+      }
+      return {
+        grad: tf.concat(parts.map((p) => p.grad), 0),
+        value: tf.concat(parts.map((p) => p.value), 0),
+        logits: tf.concat(parts.map((p) => p.logits), 0),
+      };
+    } finally {
+      for (const p of parts) tf.dispose([p.grad, p.value, p.logits]);
+    }
+  }
+}

@@ -1,0 +1,180 @@
+import * as tf from '@tensorflow/tfjs';
+import { ConvlensError } from '../errors.ts';
+import { BaseAdapter, backwardBatchFor, type ConvGeometry, type GradientResult, type LayerInfo, type ModelAdapter, type Objective } from './adapter.ts';
+
+interface GraphNodeDef {
+  name: string;
+  op: string;
+  input?: string[];
+  attr?: Record<string, { list?: { i?: (string | number)[] }; s?: string; i?: string | number }>;
+}
+
+const SKIP_OPS = new Set(['Const', 'Placeholder', 'NoOp', 'Identity']);
+
+/**
+ * A tfjs GraphModel (converted from a TF SavedModel / frozen graph) behind the adapter interface.
+ * "Layers" are the graph's op nodes (Const, Placeholder and Identity left out); a node's
+ * parameters are the sizes of the weight constants it reads. Gradients run through
+ * `model.execute` (executeAsync cannot be differentiated, so control-flow graphs are refused).
+ * Gradient w.r.t. a node: execute to the node, then differentiate
+ * `execute({input: x, node: a}, logits)` w.r.t. a; the input is fed too, so paths that bypass
+ * the node (skip connections) keep their values.
+ * Deviation: converted graphs may hold `_FusedConv2D` / `FusedMatMul` nodes whose gradient also
+ * computes the weight gradient (slower than the LayersModel path; correct results).
+ */
+export class GraphAdapter extends BaseAdapter implements ModelAdapter {
+  readonly format = 'graph-model' as const;
+  readonly inputShape: [number, number, number];
+  readonly numClasses: number;
+  readonly layers: LayerInfo[];
+  readonly backwardBatch: number;
+  private readonly inputName: string;
+  private readonly logitsNode: string;
+  private readonly nodes = new Map<string, GraphNodeDef>();
+  private readonly totalParams: number;
+
+  constructor(private readonly model: tf.GraphModel, topology: { node?: GraphNodeDef[] }, weightSpecs: tf.io.WeightsManifestEntry[]) {
+    super();
+    if (model.inputs.length !== 1 || model.outputs.length !== 1) {
+      throw new ConvlensError(`the graph model has ${model.inputs.length} inputs and ${model.outputs.length} outputs; convlens explains image classifiers with one input and one output`, {
+        hint: 'Convert a single-input, single-output classifier signature.',
+      });
+    }
+    const shape = model.inputs[0].shape ?? [];
+    if (shape.length !== 4 || shape.slice(1).some((d) => d == null || d < 0)) {
+      throw new ConvlensError(`the graph model input has shape [${shape.join(', ')}]; convlens needs a fixed image size [batch, height, width, channels]`, {
+        hint: 'Convert the model with a fixed input size.',
+      });
+    }
+    this.inputShape = shape.slice(1) as [number, number, number];
+    this.inputName = model.inputs[0].name;
+    for (const n of topology.node ?? []) this.nodes.set(n.name, n);
+    const outName = stripPort(model.outputs[0].name);
+    const outNode = this.nodes.get(outName);
+    this.logitsNode = outNode?.op === 'Softmax' && outNode.input?.length ? stripPort(outNode.input[0]) : outName;
+
+    const specSize = new Map(weightSpecs.map((w) => [w.name, w.shape.reduce((a, b) => a * b, 1)]));
+    this.totalParams = [...specSize.values()].reduce((a, b) => a + b, 0);
+    const ops = [...this.nodes.values()].filter((n) => !SKIP_OPS.has(n.op));
+    const shapes = this.probeShapes(ops.map((n) => n.name));
+    this.layers = ops.map((n) => {
+      const ins = (n.input ?? []).filter((i) => !i.startsWith('^')).map(stripPort);
+      const consts = ins.filter((i) => specSize.has(i));
+      return {
+        name: n.name,
+        type: n.op,
+        outputShape: [null, ...(shapes.get(n.name) ?? []).slice(1)],
+        params: consts.reduce((a, c) => a + (specSize.get(c) ?? 0), 0),
+        inputs: ins.filter((i) => !specSize.has(i)).map((i) => this.resolveIdentity(i)),
+        conv: this.convGeometry(n, weightSpecs),
+      };
+    });
+    const outShape = shapes.get(this.logitsNode) ?? [];
+    this.numClasses = outShape.at(-1) ?? 0;
+    if (outShape.length !== 2) {
+      throw new ConvlensError(`the graph model output has shape [${outShape.join(', ')}]; convlens needs class scores [batch, classes]`, {
+        hint: 'Explain a classifier whose output gives one score per class.',
+      });
+    }
+    this.backwardBatch = backwardBatchFor(this.layers, this.inputShape);
+  }
+
+  countParams(): number {
+    return this.totalParams;
+  }
+
+  weights(layerName: string): tf.Tensor[] {
+    const node = this.nodes.get(layerName);
+    if (!node) { this.layer(layerName); return []; }
+    const all = this.model.weights;
+    return (node.input ?? []).map(stripPort).filter((i) => all[i]).map((i) => all[i][0]);
+  }
+
+  forward(x: tf.Tensor4D, layerNames: readonly string[] = []): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> } {
+    this.checkInput(x);
+    for (const n of layerNames) this.layer(n);
+    const names = [...new Set(layerNames)];
+    const outs = this.model.execute({ [this.inputName]: x }, [this.logitsNode, ...names]) as tf.Tensor[];
+    const list = Array.isArray(outs) ? outs : [outs];
+    return { logits: list[0] as tf.Tensor2D, activations: new Map(names.map((n, i) => [n, list[i + 1]])) };
+  }
+
+  probabilities(x: tf.Tensor4D): tf.Tensor2D {
+    return tf.tidy(() => tf.softmax(this.forward(x).logits));
+  }
+
+  gradient(x: tf.Tensor4D, objective: Objective, wrt: 'input' | string, layers: readonly string[] = []): GradientResult {
+    this.checkInput(x);
+    if (wrt !== 'input') this.layer(wrt);
+    for (const n of layers) this.layer(n);
+    const names = [...new Set(layers)];
+    const outputs = [this.logitsNode, ...names];
+    const evaluate = (feed: Record<string, tf.Tensor>, rows: [number, number]) => {
+      const res = this.model.execute(feed, outputs) as tf.Tensor[];
+      const list = Array.isArray(res) ? res : [res];
+      const logits = list[0] as tf.Tensor2D;
+      return { logits, score: objective({ logits, activations: new Map(names.map((n, i) => [n, list[i + 1]])) }, rows) };
+    };
+    return this.microBatched(x, this.backwardBatch, (xb, rows) => tf.tidy(() => {
+      let logits: tf.Tensor2D | undefined;
+      if (wrt === 'input') {
+        const g = tf.grad((input: tf.Tensor) => {
+          const r = evaluate({ [this.inputName]: input }, rows);
+          logits = r.logits;
+          return r.score;
+        })(xb);
+        return { grad: g, value: xb.clone(), logits: logits! };
+      }
+      const value = this.model.execute({ [this.inputName]: xb }, wrt) as tf.Tensor;
+      const g = tf.grad((a: tf.Tensor) => {
+        const r = evaluate({ [this.inputName]: xb, [wrt]: a }, rows);
+        logits = r.logits;
+        return r.score;
+      })(value);
+      return { grad: g, value, logits: logits! };
+    }));
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+
+  private probeShapes(names: string[]): Map<string, number[]> {
+    const x = tf.zeros([1, ...this.inputShape]);
+    const outs = this.model.execute({ [this.inputName]: x }, names);
+    const list = Array.isArray(outs) ? outs : [outs];
+    const shapes = new Map(names.map((n, i) => [n, list[i].shape as number[]]));
+    tf.dispose([x, ...list]);
+    return shapes;
+  }
+
+  private resolveIdentity(name: string): string {
+    let cur = name;
+    for (let i = 0; i < 50; i++) {
+      const n = this.nodes.get(cur);
+      if (!n || n.op !== 'Identity' || !n.input?.length) break;
+      cur = stripPort(n.input[0]);
+    }
+    return cur;
+  }
+
+  private convGeometry(n: GraphNodeDef, specs: tf.io.WeightsManifestEntry[]): ConvGeometry | undefined {
+    if (!['Conv2D', '_FusedConv2D', 'DepthwiseConv2dNative', 'FusedDepthwiseConv2dNative'].includes(n.op)) return undefined;
+    const filter = specs.find((s) => s.name === stripPort(n.input?.[1] ?? ''));
+    if (!filter) return undefined;
+    const list = (k: string) => (n.attr?.[k]?.list?.i ?? []).map(Number);
+    const strides = list('strides');
+    const dil = list('dilations');
+    const pad = n.attr?.padding?.s ? Buffer.from(n.attr.padding.s, 'base64').toString() : 'VALID';
+    return {
+      kernel: [filter.shape[0], filter.shape[1]],
+      strides: [strides[1] ?? 1, strides[2] ?? 1],
+      padding: pad === 'SAME' ? 'same' : 'valid',
+      dilation: [dil[1] ?? 1, dil[2] ?? 1],
+    };
+  }
+}
+
+function stripPort(name: string): string {
+  return name.replace(/^\^/, '').replace(/:\d+$/, '');
+}

@@ -1,0 +1,138 @@
+import * as tf from '@tensorflow/tfjs';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { ConvlensError } from '../errors.ts';
+import { writeFileAtomic, writeJsonAtomic } from '../fs-atomic.ts';
+
+export type ModelFormat = 'layers-model' | 'graph-model';
+
+export interface LoadedArtifacts {
+  artifacts: tf.io.ModelArtifacts;
+  format: ModelFormat;
+  /** The model.json location as given (absolute path or URL). */
+  location: string;
+}
+
+const isUrl = (s: string) => /^https?:\/\//i.test(s);
+
+/**
+ * Reads a tfjs model (model.json plus weight shards) from a local file, a folder holding
+ * model.json, or an http(s) URL, without tfjs-node: shards are read in manifest order and joined.
+ */
+export async function readModelArtifacts(pathOrUrl: string, baseDir = process.cwd()): Promise<LoadedArtifacts> {
+  const location = isUrl(pathOrUrl) ? pathOrUrl : await resolveModelJson(resolve(baseDir, pathOrUrl));
+  const read = isUrl(location) ? fetchBytes : readLocal;
+  let json: tf.io.ModelJSON;
+  try {
+    json = JSON.parse(new TextDecoder().decode(await read(location))) as tf.io.ModelJSON;
+  } catch (err) {
+    if (err instanceof ConvlensError) throw err;
+    throw new ConvlensError(`${location} is not valid JSON (${(err as Error).message})`, {
+      hint: 'model.path must point at a TensorFlow.js model.json (from tensorflowjs_converter or model.save).',
+    });
+  }
+  if (!json.modelTopology || !Array.isArray(json.weightsManifest)) {
+    throw new ConvlensError(`${location} is not a TensorFlow.js model.json (no modelTopology or weightsManifest)`, {
+      hint: 'Convert the model with tensorflowjs_converter to a LayersModel or GraphModel first.',
+    });
+  }
+  const format = detectFormat(json);
+  const specs: tf.io.WeightsManifestEntry[] = [];
+  const buffers: ArrayBuffer[] = [];
+  for (const group of json.weightsManifest) {
+    specs.push(...group.weights);
+    for (const p of group.paths) {
+      const shard = isUrl(location) ? new URL(p, location).toString() : join(dirname(location), p);
+      const bytes = await read(shard);
+      buffers.push(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
+    }
+  }
+  const artifacts: tf.io.ModelArtifacts = {
+    modelTopology: json.modelTopology,
+    format: json.format,
+    generatedBy: json.generatedBy,
+    convertedBy: json.convertedBy,
+    weightSpecs: specs,
+    weightData: tf.io.CompositeArrayBuffer.join(buffers),
+    signature: json.signature,
+    userDefinedMetadata: json.userDefinedMetadata,
+    modelInitializer: json.modelInitializer,
+  };
+  return { artifacts, format, location };
+}
+
+function detectFormat(json: tf.io.ModelJSON): ModelFormat {
+  if (json.format === 'graph-model') return 'graph-model';
+  if (json.format === 'layers-model') return 'layers-model';
+  const topo = json.modelTopology as Record<string, unknown>;
+  return 'node' in topo ? 'graph-model' : 'layers-model';
+}
+
+async function resolveModelJson(p: string): Promise<string> {
+  const s = await stat(p).catch(() => undefined);
+  if (!s) {
+    throw new ConvlensError(`no model at "${p}"`, {
+      hint: 'Set model.path to a model.json, a folder holding one, or an http(s) URL.',
+    });
+  }
+  if (s.isDirectory()) {
+    const inner = join(p, 'model.json');
+    if (!(await stat(inner).catch(() => undefined))) {
+      throw new ConvlensError(`the folder "${p}" holds no model.json`, {
+        hint: 'Set model.path to the model.json file itself, or to the folder tensorflowjs_converter wrote.',
+      });
+    }
+    return inner;
+  }
+  return p;
+}
+
+async function readLocal(p: string): Promise<Uint8Array> {
+  try {
+    return await readFile(p);
+  } catch (err) {
+    throw new ConvlensError(`cannot read "${p}" (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, {
+      hint: 'Check that every weight shard listed in model.json sits beside it.',
+    });
+  }
+}
+
+async function fetchBytes(url: string): Promise<Uint8Array> {
+  let res: Response;
+  try {
+    res = await fetch(url);
+  } catch (err) {
+    throw new ConvlensError(`cannot fetch ${url} (${(err as Error).message})`, {
+      hint: 'Check the URL and the network, or download the model and point model.path at the local folder.',
+    });
+  }
+  if (!res.ok) {
+    throw new ConvlensError(`fetching ${url} answered HTTP ${res.status}`, {
+      hint: 'Check the URL in model.path; the weight shards must sit beside model.json on the server.',
+    });
+  }
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/** An IOHandler over already-read artifacts, for tf.loadLayersModel / tf.loadGraphModel. */
+export function artifactsHandler(artifacts: tf.io.ModelArtifacts): tf.io.IOHandler {
+  return { load: async () => artifacts };
+}
+
+/** Saves a LayersModel as model.json + one weights.bin, atomically, without tfjs-node. */
+export async function saveLayersModel(model: tf.LayersModel, dir: string): Promise<void> {
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      const weightData = a.weightData instanceof ArrayBuffer ? a.weightData : tf.io.CompositeArrayBuffer.join(a.weightData ?? []);
+      await writeFileAtomic(join(dir, 'weights.bin'), new Uint8Array(weightData));
+      await writeJsonAtomic(join(dir, 'model.json'), {
+        format: 'layers-model',
+        generatedBy: a.generatedBy,
+        convertedBy: a.convertedBy,
+        modelTopology: a.modelTopology,
+        weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }],
+      });
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+}

@@ -1,0 +1,384 @@
+import * as tf from '@tensorflow/tfjs';
+import { ConvlensError } from '../errors.ts';
+import { BaseAdapter, backwardBatchFor, type ConvGeometry, type GradientResult, type LayerInfo, type ModelAdapter, type Objective } from './adapter.ts';
+
+/* Internals of tfjs-layers read here (stable since tfjs 1.x): Container.nodesByDepth, Node.*, and
+ * the conv/dense fields kernel, bias, strides, padding, dilationRate, dataFormat, activation. */
+interface SymTensor { id: number; shape: (number | null)[] }
+interface LNode { outboundLayer: LLayer; inputTensors: SymTensor[]; outputTensors: SymTensor[]; callArgs?: Record<string, unknown> }
+interface LLayer {
+  name: string;
+  getClassName(): string;
+  countParams(): number;
+  weights: { read(): tf.Tensor }[];
+  call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[];
+  inboundNodes: LNode[];
+  outputShape: (number | null)[] | (number | null)[][];
+  // conv / dense
+  kernel?: { read(): tf.Tensor };
+  bias?: { read(): tf.Tensor } | null;
+  useBias?: boolean;
+  kernelSize?: number[];
+  strides?: number[] | number;
+  padding?: string;
+  dilationRate?: number | number[];
+  dataFormat?: string;
+  activation?: { apply(x: tf.Tensor): tf.Tensor; getClassName(): string } | null;
+  // containers
+  nodesByDepth?: Record<string, LNode[]>;
+  layers?: LLayer[];
+  inputs?: SymTensor[];
+  outputs?: SymTensor[];
+}
+
+interface Step {
+  layer: LLayer;
+  inputIds: number[];
+  outputIds: number[];
+  callArgs: Record<string, unknown>;
+  /** Set when the layer is a nested model: its own steps run in place of a call. */
+  inner?: Graph;
+}
+
+interface Graph {
+  inputIds: number[];
+  outputIds: number[];
+  steps: Step[];
+}
+
+interface RunOptions {
+  /** Layer name -> value used instead of computing the layer. */
+  override?: { layer: string; value: tf.Tensor };
+  /** Symbolic id -> value from an earlier pass, reused for nodes that do not depend on the override. */
+  reuse?: Map<number, tf.Tensor>;
+  /** Record every computed value here (symbolic id -> tensor). */
+  record?: Map<number, tf.Tensor>;
+  /** Layer names whose outputs to return. */
+  keep: ReadonlySet<string>;
+}
+
+const isSoftmax = (name: string | undefined) => name?.toLowerCase() === 'softmax';
+
+/**
+ * Executes a tfjs LayersModel with its own graph walk (the same order as
+ * Container.runInternalGraph), so that:
+ *  - any layers' activations come out of one pass;
+ *  - Conv2D and Dense run as unfused conv2d/matMul + bias + activation, since tfjs-layers' fused
+ *    ops always compute weight gradients (48 s vs 3 s on cpu, and missing kernels on wasm);
+ *  - a layer's value can be replaced, to differentiate w.r.t. it (nodes that do not depend on it
+ *    reuse the first pass's values, so skip connections in DAG models stay correct);
+ *  - a final softmax is split off, to expose logits.
+ * Nested models are expanded; their layers are listed under their own names.
+ */
+export class LayersAdapter extends BaseAdapter implements ModelAdapter {
+  readonly format = 'layers-model' as const;
+  readonly inputShape: [number, number, number];
+  readonly numClasses: number;
+  readonly layers: LayerInfo[];
+  readonly backwardBatch: number;
+  private readonly graph: Graph;
+  private readonly rawLayers = new Map<string, LLayer>();
+  /** The symbolic id of the logits: the input of a final softmax, else the model output. */
+  private readonly logitsId: number;
+  /** Set when the output layer applies softmax itself (Dense(..., activation: 'softmax')). */
+  private readonly splitActivationOf?: string;
+  private readonly outputOwner = new Map<number, string>();
+
+  constructor(private readonly model: tf.LayersModel) {
+    super();
+    if (model.inputs.length !== 1 || model.outputs.length !== 1) {
+      throw new ConvlensError(`the model has ${model.inputs.length} inputs and ${model.outputs.length} outputs; convlens explains image classifiers with one input and one output`, {
+        hint: 'Export a single-input, single-output classifier (wrap the part to explain in a tf.model).',
+      });
+    }
+    const shape = model.inputs[0].shape;
+    if (shape.length !== 4 || shape.slice(1).some((d) => d == null)) {
+      throw new ConvlensError(`the model input has shape [${shape.map((d) => d ?? 'null').join(', ')}]; convlens needs images [batch, height, width, channels] with a fixed size`, {
+        hint: 'Rebuild or convert the model with a fixed input size (for example 224x224x3).',
+      });
+    }
+    this.inputShape = shape.slice(1) as [number, number, number];
+    const functional = tf.model({ inputs: model.inputs, outputs: model.outputs }) as unknown as LLayer;
+    this.graph = this.buildGraph(functional);
+    this.layers = this.describe(this.graph);
+    const outShape = model.outputs[0].shape;
+    this.numClasses = outShape[outShape.length - 1] ?? 0;
+    if (outShape.length !== 2) {
+      throw new ConvlensError(`the model output has shape [${outShape.map((d) => d ?? 'null').join(', ')}]; convlens needs class scores [batch, classes]`, {
+        hint: 'Explain a classifier whose last layer gives one score per class.',
+      });
+    }
+    const outId = this.graph.outputIds[0];
+    const lastStep = this.findProducer(this.graph, outId);
+    this.logitsId = outId;
+    if (lastStep) {
+      const cls = lastStep.layer.getClassName();
+      const act = lastStep.layer.activation?.getClassName();
+      if ((cls === 'Softmax' || (cls === 'Activation' && isSoftmax(act))) && lastStep.inputIds.length === 1) {
+        this.logitsId = lastStep.inputIds[0];
+      } else if (isSoftmax(act) && (cls === 'Dense' || cls === 'Conv2D')) {
+        this.splitActivationOf = lastStep.layer.name;
+      }
+    }
+    this.backwardBatch = backwardBatchFor(this.layers, this.inputShape);
+  }
+
+  countParams(): number {
+    return this.model.countParams();
+  }
+
+  weights(layerName: string): tf.Tensor[] {
+    this.layer(layerName);
+    const l = this.rawLayers.get(layerName);
+    return (l?.weights ?? []).map((w) => w.read());
+  }
+
+  forward(x: tf.Tensor4D, layerNames: readonly string[] = []): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> } {
+    this.checkInput(x);
+    for (const n of layerNames) this.layer(n);
+    const names = [...new Set(layerNames)];
+    // tf.tidy keeps tensors in arrays and plain objects, not in Maps
+    const [logits, ...acts] = tf.tidy(() => {
+      const { logits, kept } = this.run(x, { keep: new Set(names) });
+      return [logits, ...names.map((n) => kept.get(n)!)];
+    });
+    return { logits: logits as tf.Tensor2D, activations: new Map(names.map((n, i) => [n, acts[i]])) };
+  }
+
+  probabilities(x: tf.Tensor4D): tf.Tensor2D {
+    return tf.tidy(() => {
+      const { logits } = this.forward(x);
+      return tf.softmax(logits);
+    });
+  }
+
+  gradient(x: tf.Tensor4D, objective: Objective, wrt: 'input' | string, layers: readonly string[] = []): GradientResult {
+    this.checkInput(x);
+    if (wrt !== 'input') this.layer(wrt);
+    for (const n of layers) this.layer(n);
+    const keep = new Set(layers);
+    return this.microBatched(x, this.backwardBatch, (xb, rows) => tf.tidy(() => {
+      if (wrt === 'input') {
+        let logitsOut: tf.Tensor2D | undefined;
+        const f = (input: tf.Tensor) => {
+          const { logits, kept } = this.run(input as tf.Tensor4D, { keep });
+          logitsOut = tf.keep(logits);
+          return objective({ logits, activations: kept }, rows);
+        };
+        const { grads } = tf.engine().gradients(() => f(xb), [xb]) as unknown as { grads: tf.Tensor[] };
+        // tf.engine().gradients keeps no references to logitsOut beyond this tidy
+        return { grad: grads[0], value: xb.clone(), logits: logitsOut! };
+      }
+      const record = new Map<number, tf.Tensor>();
+      const first = this.run(xb, { keep: new Set([wrt]), record });
+      const value = first.kept.get(wrt)!;
+      let logitsOut: tf.Tensor2D | undefined;
+      const g = tf.grad((a: tf.Tensor) => {
+        const { logits, kept } = this.run(xb, { keep, override: { layer: wrt, value: a }, reuse: record });
+        logitsOut = logits;
+        return objective({ logits, activations: kept }, rows);
+      })(value);
+      return { grad: g, value, logits: logitsOut! };
+    }));
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+
+  // ---- graph construction ----
+
+  private buildGraph(container: LLayer): Graph {
+    const depths = Object.keys(container.nodesByDepth ?? {}).map(Number).sort((a, b) => b - a);
+    const steps: Step[] = [];
+    for (const d of depths) {
+      for (const node of container.nodesByDepth![d]) {
+        const layer = node.outboundLayer;
+        if (layer.getClassName() === 'InputLayer') continue;
+        const step: Step = {
+          layer,
+          inputIds: node.inputTensors.map((t) => t.id),
+          outputIds: node.outputTensors.map((t) => t.id),
+          callArgs: { ...(node.callArgs ?? {}) },
+        };
+        if (layer.nodesByDepth && layer.layers) {
+          const inner = this.buildGraph(layer);
+          step.inner = inner;
+        } else {
+          if (!this.rawLayers.has(layer.name)) this.rawLayers.set(layer.name, layer);
+        }
+        steps.push(step);
+      }
+    }
+    return {
+      inputIds: (container.inputs ?? []).map((t) => t.id),
+      outputIds: (container.outputs ?? []).map((t) => t.id),
+      steps,
+    };
+  }
+
+  private findProducer(graph: Graph, id: number): Step | undefined {
+    for (const s of graph.steps) {
+      if (s.outputIds.includes(id)) {
+        if (s.inner) return this.findProducer(s.inner, s.inner.outputIds[s.outputIds.indexOf(id)]);
+        return s;
+      }
+    }
+    return undefined;
+  }
+
+  private describe(graph: Graph): LayerInfo[] {
+    const out: LayerInfo[] = [];
+    const walk = (g: Graph) => {
+      for (const s of g.steps) {
+        if (s.inner) {
+          // map inner inputs to the outer producers for the "inputs" column
+          walk(s.inner);
+          continue;
+        }
+        for (const id of s.outputIds) this.outputOwner.set(id, s.layer.name);
+        if (out.some((l) => l.name === s.layer.name)) continue;
+        const shape = Array.isArray(s.layer.outputShape[0]) ? (s.layer.outputShape as (number | null)[][])[0] : (s.layer.outputShape as (number | null)[]);
+        out.push({
+          name: s.layer.name,
+          type: s.layer.getClassName(),
+          outputShape: [...shape],
+          params: s.layer.countParams(),
+          inputs: [],
+          conv: convGeometry(s.layer),
+        });
+      }
+    };
+    walk(graph);
+    // inputs by producer of each input tensor (nested models: the inner graph's ids)
+    const idOwner = this.outputOwner;
+    const fill = (g: Graph, alias: Map<number, number>) => {
+      for (const s of g.steps) {
+        if (s.inner) {
+          const innerAlias = new Map(alias);
+          s.inner.inputIds.forEach((innerId, i) => innerAlias.set(innerId, resolveAlias(alias, s.inputIds[i])));
+          s.outputIds.forEach((outerId, i) => alias.set(outerId, resolveAlias(innerAlias, s.inner!.outputIds[i])));
+          fill(s.inner, innerAlias);
+          continue;
+        }
+        const info = out.find((l) => l.name === s.layer.name)!;
+        if (info.inputs.length) continue;
+        info.inputs = s.inputIds.map((id) => idOwner.get(resolveAlias(alias, id)) ?? 'input');
+      }
+    };
+    fill(graph, new Map());
+    return out;
+  }
+
+  // ---- execution ----
+
+  private run(x: tf.Tensor4D, opts: RunOptions): { logits: tf.Tensor2D; kept: Map<string, tf.Tensor> } {
+    const values = new Map<number, tf.Tensor>();
+    const live = new Set<number>();
+    const kept = new Map<string, tf.Tensor>();
+    values.set(this.graph.inputIds[0], x);
+    if (!opts.override) live.add(this.graph.inputIds[0]);
+    let logits: tf.Tensor | undefined;
+    const exec = (g: Graph) => {
+      for (const s of g.steps) {
+        const ins = s.inputIds.map((id) => values.get(id));
+        if (ins.some((t) => t === undefined)) continue;
+        if (s.inner) {
+          s.inner.inputIds.forEach((id, i) => {
+            values.set(id, ins[i]!);
+            if (live.has(s.inputIds[i])) live.add(id);
+          });
+          exec(s.inner);
+          s.outputIds.forEach((id, i) => {
+            const innerId = s.inner!.outputIds[i];
+            values.set(id, values.get(innerId)!);
+            if (live.has(innerId)) live.add(id);
+          });
+          continue;
+        }
+        const name = s.layer.name;
+        let outs: tf.Tensor[];
+        const isOverride = opts.override?.layer === name;
+        const isLive = isOverride || s.inputIds.some((id) => live.has(id));
+        if (isOverride) {
+          outs = [opts.override!.value];
+        } else if (!isLive && opts.reuse && s.outputIds.every((id) => opts.reuse!.has(id))) {
+          outs = s.outputIds.map((id) => opts.reuse!.get(id)!);
+        } else if (name === this.splitActivationOf) {
+          const pre = callLayer(s.layer, ins as tf.Tensor[], s.callArgs, true) as tf.Tensor;
+          logits = pre;
+          outs = [tf.softmax(pre)];
+        } else {
+          outs = [callLayer(s.layer, ins as tf.Tensor[], s.callArgs, false)].flat();
+        }
+        s.outputIds.forEach((id, i) => {
+          values.set(id, outs[i]);
+          if (isLive) live.add(id);
+          opts.record?.set(id, outs[i]);
+        });
+        if (opts.keep.has(name)) kept.set(name, outs[0]);
+      }
+    };
+    exec(this.graph);
+    logits ??= values.get(this.logitsId);
+    if (!logits) throw new Error('convlens: internal error: the model output was not computed');
+    return { logits: logits as tf.Tensor2D, kept };
+  }
+}
+
+function resolveAlias(alias: Map<number, number>, id: number): number {
+  let cur = id;
+  for (let i = 0; i < 100 && alias.has(cur) && alias.get(cur) !== cur; i++) cur = alias.get(cur)!;
+  return cur;
+}
+
+function pair(v: number | number[] | undefined, fallback: number): [number, number] {
+  if (v === undefined) return [fallback, fallback];
+  if (typeof v === 'number') return [v, v];
+  return [v[0], v[1] ?? v[0]];
+}
+
+function convGeometry(layer: LLayer): ConvGeometry | undefined {
+  const cls = layer.getClassName();
+  if (!['Conv2D', 'DepthwiseConv2D', 'SeparableConv2D'].includes(cls) || !layer.kernelSize) return undefined;
+  return {
+    kernel: pair(layer.kernelSize, 1),
+    strides: pair(layer.strides, 1),
+    padding: layer.padding === 'same' ? 'same' : 'valid',
+    dilation: pair(layer.dilationRate, 1),
+  };
+}
+
+/**
+ * Calls a layer on concrete tensors. Conv2D and Dense are computed unfused (see the class note);
+ * with `preActivation` the layer's activation is left out (used to expose logits).
+ */
+function callLayer(layer: LLayer, inputs: tf.Tensor[], callArgs: Record<string, unknown>, preActivation: boolean): tf.Tensor | tf.Tensor[] {
+  const cls = layer.getClassName();
+  const x = inputs[0];
+  if (cls === 'Conv2D' && layer.kernel && x.rank === 4) {
+    const channelsFirst = layer.dataFormat === 'channelsFirst';
+    let y = tf.conv2d(
+      (channelsFirst ? tf.transpose(x, [0, 2, 3, 1]) : x) as tf.Tensor4D,
+      layer.kernel.read() as tf.Tensor4D,
+      pair(layer.strides, 1),
+      layer.padding === 'same' ? 'same' : 'valid',
+      'NHWC',
+      pair(layer.dilationRate, 1),
+    ) as tf.Tensor;
+    if (layer.useBias !== false && layer.bias) y = tf.add(y, layer.bias.read());
+    if (!preActivation && layer.activation) y = layer.activation.apply(y);
+    return channelsFirst ? tf.transpose(y, [0, 3, 1, 2]) : y;
+  }
+  if (cls === 'Dense' && layer.kernel) {
+    const kernel = layer.kernel.read() as tf.Tensor2D;
+    const flat = x.rank === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, x.shape[x.rank - 1]]) as tf.Tensor2D;
+    let y: tf.Tensor = tf.matMul(flat, kernel);
+    if (layer.useBias !== false && layer.bias) y = tf.add(y, layer.bias.read());
+    if (x.rank !== 2) y = tf.reshape(y, [...x.shape.slice(0, -1), kernel.shape[1]]);
+    if (!preActivation && layer.activation) y = layer.activation.apply(y);
+    return y;
+  }
+  if (preActivation) throw new Error(`convlens: internal error: cannot split the activation of ${cls}`);
+  return layer.call(inputs.length === 1 ? x : inputs, { ...callArgs, training: false });
+}

@@ -1,0 +1,76 @@
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * Backward rules for the ReLU family, switched for the whole model (every LayersModel and
+ * GraphModel, since tfjs looks gradients up by kernel name).
+ *
+ * For ReLU, with x the forward input and g the gradient arriving from above:
+ *   standard   dx = g * [x > 0]
+ *   deconvnet  dx = max(g, 0)             (Zeiler & Fergus 2014: the backward signal is rectified,
+ *                                          the forward mask is ignored)
+ *   guided     dx = max(g, 0) * [x > 0]   (Springenberg et al. 2015: both)
+ * These are Captum's rules (DeconvNet / GuidedBackprop override nn.ReLU this way).
+ * Extension beyond the papers, for other members of the family: `guided` rectifies the standard
+ * gradient (Relu6: g*[0<x<6], LeakyRelu: g*(x>0 ? 1 : alpha)); `deconvnet` applies the
+ * nonlinearity to g (ReLU and Relu6: max(g,0); LeakyRelu: leaky(g)).
+ */
+export type ReluRule = 'standard' | 'deconvnet' | 'guided';
+export const RELU_RULES: readonly ReluRule[] = ['standard', 'deconvnet', 'guided'];
+
+type Saved = tf.Tensor[];
+type Attrs = Record<string, unknown>;
+
+const rules: Record<string, Record<Exclude<ReluRule, 'standard'>, (dy: tf.Tensor, x: tf.Tensor, attrs: Attrs) => tf.Tensor>> = {
+  Relu: {
+    deconvnet: (dy) => tf.relu(dy),
+    guided: (dy, x) => tf.mul(tf.relu(dy), tf.step(x)),
+  },
+  Relu6: {
+    deconvnet: (dy) => tf.relu(dy),
+    guided: (dy, x) => tf.relu(tf.mul(dy, tf.mul(tf.step(x), tf.cast(tf.less(x, 6), 'float32')))),
+  },
+  LeakyRelu: {
+    deconvnet: (dy, _x, attrs) => tf.leakyRelu(dy, attrs.alpha as number),
+    guided: (dy, x, attrs) => tf.relu(tf.mul(dy, tf.where(tf.greater(x, 0), tf.onesLike(x), tf.fill(x.shape, attrs.alpha as number)))),
+  },
+};
+
+let current: ReluRule = 'standard';
+/** The vanilla gradients, captured when tfjs registered them (before any rule was switched). */
+const STANDARD = new Map(Object.keys(rules).map((k) => [k, tf.getGradient(k)] as const));
+
+export function currentReluRule(): ReluRule {
+  return current;
+}
+
+/**
+ * Runs `fn` with `rule` as the ReLU-family backward rule and always restores the previous
+ * gradients (saved with tf.getGradient), also when `fn` throws.
+ */
+export async function withReluRule<T>(rule: ReluRule, fn: () => T | Promise<T>): Promise<T> {
+  if (rule === current) return await fn();
+  const saved = Object.keys(rules).map((k) => [k, tf.getGradient(k)] as const);
+  const previous = current;
+  try {
+    for (const [kernelName, original] of saved) {
+      if (rule === 'standard') {
+        const std = STANDARD.get(kernelName);
+        if (std) tf.registerGradient(std);
+        continue;
+      }
+      const r = rules[kernelName][rule];
+      tf.registerGradient({
+        kernelName,
+        inputsToSave: ['x'],
+        gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: Saved, attrs: Attrs) => ({
+          x: () => r(dy as tf.Tensor, saved[0], attrs),
+        }),
+      } as unknown as tf.GradConfig);
+    }
+    current = rule;
+    return await fn();
+  } finally {
+    for (const [, original] of saved) if (original) tf.registerGradient(original);
+    current = previous;
+  }
+}

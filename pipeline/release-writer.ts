@@ -1,0 +1,82 @@
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { writeFileAtomic, writeJsonAtomic } from './fs-atomic.ts';
+import { encodeNpy } from './npy.ts';
+import { encodeImage } from './render.ts';
+import { type Artifact, type Manifest, parseManifest } from './manifest.ts';
+
+/** Lower-case slug for file names: layer names like "block1/conv:0" stay readable and safe. */
+export function slug(s: string): string {
+  return s.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'x';
+}
+
+type ArtifactMeta = Omit<Artifact, 'path' | 'kind' | 'raw' | 'width' | 'height'>;
+
+/**
+ * Writes one release. Everything goes to a staging folder beside the release; `commit` writes
+ * the manifest last and swaps the folder in, so a failed run leaves the previous release whole
+ * and never a half-written one.
+ */
+export class ReleaseWriter {
+  readonly artifacts: Artifact[] = [];
+  readonly staging: string;
+  private readonly ids = new Set<string>();
+
+  constructor(readonly releasesDir: string, readonly release: string, readonly imageFormat: 'png' | 'webp') {
+    this.staging = join(releasesDir, `.${release}.staging-${randomBytes(4).toString('hex')}`);
+  }
+
+  async open(): Promise<void> {
+    await mkdir(this.staging, { recursive: true });
+  }
+
+  /** Writes a picture and registers it; `raw` also saves the float map as .npy beside it. */
+  async image(dir: string, name: string, meta: ArtifactMeta, img: { pixels: Uint8Array; width: number; height: number; channels: 1 | 3 }, raw?: { data: Float32Array; shape: number[] }): Promise<Artifact> {
+    const path = `${dir}/${slug(name)}.${this.imageFormat}`;
+    await writeFileAtomic(join(this.staging, path), await encodeImage(img.pixels, img.width, img.height, img.channels, this.imageFormat));
+    const artifact: Artifact = { ...meta, kind: 'image', path, width: img.width, height: img.height };
+    if (raw) {
+      const rawPath = `${dir}/${slug(name)}.npy`;
+      await writeFileAtomic(join(this.staging, rawPath), encodeNpy(raw.data, raw.shape));
+      artifact.raw = { path: rawPath, format: 'npy', dtype: 'float32', shape: raw.shape };
+    }
+    return this.add(artifact);
+  }
+
+  /** Writes a JSON data artifact the site reads. */
+  async data(dir: string, name: string, meta: ArtifactMeta, value: unknown): Promise<Artifact> {
+    const path = `${dir}/${slug(name)}.json`;
+    await writeJsonAtomic(join(this.staging, path), value);
+    return this.add({ ...meta, kind: 'data', path });
+  }
+
+  /** Writes a file that is referenced from the manifest outside `artifacts` (sample images). */
+  async file(path: string, bytes: Uint8Array): Promise<string> {
+    await writeFileAtomic(join(this.staging, path), bytes);
+    return path;
+  }
+
+  private add(a: Artifact): Artifact {
+    if (this.ids.has(a.id)) throw new Error(`convlens: internal error: duplicate artifact id ${a.id}`);
+    this.ids.add(a.id);
+    this.artifacts.push(a);
+    return a;
+  }
+
+  /** Validates and writes the manifest, then replaces the release folder with the staging one. */
+  async commit(manifest: Manifest): Promise<string> {
+    const checked = parseManifest(manifest);
+    await writeJsonAtomic(join(this.staging, 'manifest.json'), checked);
+    const final = join(this.releasesDir, this.release);
+    const old = `${final}.old-${randomBytes(4).toString('hex')}`;
+    await rename(final, old).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
+    await rename(this.staging, final);
+    await rm(old, { recursive: true, force: true });
+    return final;
+  }
+
+  async abort(): Promise<void> {
+    await rm(this.staging, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,118 @@
+import * as tf from '@tensorflow/tfjs';
+import sharp from 'sharp';
+
+/**
+ * The shared image steps every method uses: normalise a map, upsample it to the input,
+ * colour-map it, blend it over the image, and encode. Maps are row-major [h, w] Float32Arrays;
+ * images are interleaved 8-bit RGB [h, w, 3].
+ */
+
+export type Colormap = 'turbo' | 'viridis' | 'gray';
+
+/** Min-max to [0, 1] (a constant map becomes all zeros), as pytorch-grad-cam's scale_cam_image. */
+export function normalizeMinMax(map: ArrayLike<number>): Float32Array {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < map.length; i++) {
+    const v = map[i];
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const out = new Float32Array(map.length);
+  const span = hi - lo;
+  if (!(span > 0)) return out;
+  for (let i = 0; i < map.length; i++) out[i] = (map[i] - lo) / span;
+  return out;
+}
+
+/**
+ * Bilinear resize of maps [n, h, w, c] to [n, H, W, c] with half-pixel centres, which is
+ * OpenCV's cv2.resize(INTER_LINEAR) as used by pytorch-grad-cam.
+ */
+export function upsampleBilinear(maps: tf.Tensor4D, height: number, width: number): tf.Tensor4D {
+  return tf.image.resizeBilinear(maps, [height, width], false, true);
+}
+
+/* Polynomial fits of the colour maps (x in [0,1] -> r,g,b in [0,1]). */
+const POLY: Record<Exclude<Colormap, 'gray'>, number[][]> = {
+  turbo: [
+    [0.13572138, 4.6153926, -42.66032258, 132.13108234, -152.94239396, 59.28637943],
+    [0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604],
+    [0.1066733, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973],
+  ],
+  viridis: [
+    [0.2777273272234177, 0.1050930431085774, -0.3308618287255563, -4.634230498983486, 6.228269936347081, 4.776384997670288, -5.435455855934631],
+    [0.005407344544966578, 1.404613529898575, 0.214847559468213, -5.799100973351585, 14.17993336680509, -13.74514537774601, 4.645852612178535],
+    [0.3340998053353061, 1.384590162594685, 0.09509516302823659, -19.33244095627987, 56.69055260068105, -65.35303263337234, 26.3124352495832],
+  ],
+};
+
+export function colormapRgb(x: number, cmap: Colormap): [number, number, number] {
+  const t = Math.min(1, Math.max(0, Number.isFinite(x) ? x : 0));
+  if (cmap === 'gray') {
+    const g = Math.round(t * 255);
+    return [g, g, g];
+  }
+  return POLY[cmap].map((c) => {
+    let v = 0;
+    for (let k = c.length - 1; k >= 0; k--) v = v * t + c[k];
+    return Math.round(Math.min(1, Math.max(0, v)) * 255);
+  }) as [number, number, number];
+}
+
+/** A [0,1] map to RGB through a 256-entry lookup table. */
+export function colorize(map01: ArrayLike<number>, cmap: Colormap): Uint8Array {
+  const lut = new Uint8Array(256 * 3);
+  for (let i = 0; i < 256; i++) lut.set(colormapRgb(i / 255, cmap), i * 3);
+  const out = new Uint8Array(map01.length * 3);
+  for (let i = 0; i < map01.length; i++) {
+    const v = map01[i];
+    const k = Math.round(Math.min(1, Math.max(0, Number.isFinite(v) ? v : 0)) * 255) * 3;
+    out[i * 3] = lut[k];
+    out[i * 3 + 1] = lut[k + 1];
+    out[i * 3 + 2] = lut[k + 2];
+  }
+  return out;
+}
+
+/** out = (1 - alpha) * image + alpha * heat, per channel. */
+export function blend(image: Uint8Array, heat: Uint8Array, alpha: number): Uint8Array {
+  const out = new Uint8Array(image.length);
+  for (let i = 0; i < image.length; i++) out[i] = Math.round((1 - alpha) * image[i] + alpha * heat[i]);
+  return out;
+}
+
+/** Encodes interleaved 8-bit pixels (1 or 3 channels) as PNG or WebP (lossless). */
+export async function encodeImage(pixels: Uint8Array, width: number, height: number, channels: 1 | 3, format: 'png' | 'webp'): Promise<Uint8Array> {
+  const img = sharp(Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength), { raw: { width, height, channels } });
+  const buf = format === 'png' ? await img.png().toBuffer() : await img.webp({ lossless: true }).toBuffer();
+  return new Uint8Array(buf);
+}
+
+/**
+ * Lays out equally sized tiles (interleaved, `channels` per pixel) in a grid, each enlarged
+ * `scale` times with nearest-neighbour and separated by `gap` pixels of `background`.
+ */
+export function tileGrid(tiles: Uint8Array[], tileW: number, tileH: number, channels: 1 | 3, opts: { columns?: number; scale?: number; gap?: number; background?: number } = {}) {
+  const scale = opts.scale ?? 1;
+  const gap = opts.gap ?? 1;
+  const columns = opts.columns ?? Math.ceil(Math.sqrt(tiles.length));
+  const rows = Math.ceil(tiles.length / columns);
+  const cw = tileW * scale;
+  const ch = tileH * scale;
+  const width = columns * cw + (columns + 1) * gap;
+  const height = rows * ch + (rows + 1) * gap;
+  const pixels = new Uint8Array(width * height * channels).fill(opts.background ?? 255);
+  tiles.forEach((tile, t) => {
+    const ox = gap + (t % columns) * (cw + gap);
+    const oy = gap + Math.floor(t / columns) * (ch + gap);
+    for (let y = 0; y < ch; y++) {
+      for (let x = 0; x < cw; x++) {
+        const src = (Math.floor(y / scale) * tileW + Math.floor(x / scale)) * channels;
+        const dst = ((oy + y) * width + ox + x) * channels;
+        for (let c = 0; c < channels; c++) pixels[dst + c] = tile[src + c];
+      }
+    }
+  });
+  return { pixels, width, height };
+}

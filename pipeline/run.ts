@@ -1,0 +1,220 @@
+import * as tf from '@tensorflow/tfjs';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { initBackend } from './backend.ts';
+import { ConfigError, type LoadedConfig, loadConfig, resolveFromConfig } from './config.ts';
+import { listImages, loadImages, readLabelsFile, resolvePreprocessing, type ImageRef } from './data.ts';
+import { ConvlensError } from './errors.ts';
+import type { Logger } from './logger.ts';
+import { type Manifest, type Prediction, SCHEMA_VERSION, type Sample } from './manifest.ts';
+import { METHODS } from './methods/registry.ts';
+import type { MethodDef, SampleItem } from './methods/types.ts';
+import type { ModelAdapter } from './model/adapter.ts';
+import { loadModel } from './model/load.ts';
+import { encodeImage } from './render.ts';
+import { ReleaseWriter } from './release-writer.ts';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+export async function toolVersion(): Promise<string> {
+  return (JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+export interface ReportOptions {
+  configFile: string;
+  /** Overrides `release` in the config (CLI --release, env CONVLENS_RELEASE). */
+  release?: string;
+  /** Overrides `site.base` (CLI --base, env CONVLENS_BASE). */
+  base?: string;
+  /** Build the site after the release (default true). */
+  site?: boolean;
+  logger: Logger;
+}
+
+export interface ReportResult {
+  releaseDir: string;
+  manifest: Manifest;
+  siteDir?: string;
+}
+
+interface Prepared {
+  loaded: LoadedConfig;
+  model: ModelAdapter;
+  source: string;
+  format: Manifest['model']['format'];
+  classes: string[];
+  methods: { def: MethodDef; opts: Record<string, unknown> }[];
+}
+
+/** Everything that can be checked before work starts: config, model, labels, method options. */
+export async function prepare(configFile: string, logger: Logger): Promise<Prepared & { backend: Awaited<ReturnType<typeof initBackend>> }> {
+  const loaded = await loadConfig(configFile);
+  const { config } = loaded;
+  const label = basename(loaded.file);
+  const backend = await initBackend(config.compute.backend, logger);
+  const modelPath = resolveFromConfig(loaded, config.model.path);
+  let model: ModelAdapter;
+  let format: Manifest['model']['format'];
+  let location: string;
+  try {
+    ({ adapter: model, format, location } = await loadModel(modelPath));
+  } catch (err) {
+    if (err instanceof ConvlensError) throw new ConvlensError(`${label}: model.path: ${err.message}`, { hint: err.hint, cause: err });
+    throw err;
+  }
+  const classes = config.model.labels
+    ? await readLabelsFile(resolveFromConfig(loaded, config.model.labels), 'model.labels', label)
+    : Array.from({ length: model.numClasses }, (_, i) => `class ${i}`);
+  if (classes.length !== model.numClasses) {
+    throw new ConfigError(label, [{ path: 'model.labels', message: `the labels file has ${classes.length} names but the model has ${model.numClasses} outputs; give one name per output, in output order` }]);
+  }
+  const methods = (METHODS as readonly MethodDef[])
+    .map((def) => ({ def, opts: (config.methods as Record<string, Record<string, unknown>>)[def.id] }))
+    .filter((m) => m.opts.enabled !== false);
+  const problems = methods.flatMap(({ def, opts }) => (def.check?.(opts, model) ?? []).map((p) => ({ path: `methods.${def.id}.${p.key}`, message: p.message.replace(/^viz\.yaml: [^:]+: /, '') })));
+  if (problems.length) throw new ConfigError(label, problems);
+  return { loaded, model, source: config.model.path, format, classes, methods, backend };
+}
+
+/**
+ * The whole report: check everything, compute every enabled method for the samples, write the
+ * release atomically (staging folder, manifest last), then build the site from the manifest.
+ */
+export async function runReport(opts: ReportOptions): Promise<ReportResult> {
+  const { logger } = opts;
+  const timings: Manifest['timings'] = [];
+  const timed = async <T>(stage: string, fn: () => Promise<T>, count?: number): Promise<T> => {
+    const t0 = performance.now();
+    const r = await fn();
+    timings.push({ stage, ms: Math.round(performance.now() - t0), ...(count === undefined ? {} : { count }) });
+    return r;
+  };
+  const prep = await timed('load', () => prepare(opts.configFile, logger));
+  const { loaded, model, classes, methods } = prep;
+  const { config } = loaded;
+  const label = basename(loaded.file);
+  const release = opts.release ?? config.release;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(release)) {
+    throw new ConvlensError(`release name "${release}" is not usable as a folder name`, { hint: 'Use letters, digits, ".", "_" and "-" only.' });
+  }
+  logger.info(`model: ${config.model.name ?? defaultModelName(prep.source)}, ${model.format}, ${model.layers.length} layers, ${model.countParams().toLocaleString('en-US')} parameters, input ${model.inputShape.join('x')}, ${classes.length} classes`);
+
+  const pre = resolvePreprocessing(config.input, { height: model.inputShape[0], width: model.inputShape[1], channels: model.inputShape[2] }, label);
+  const listCtx = (key: 'data.samples' | 'data.dataset') => ({ config: loaded, key, classNames: classes, logger });
+  const sampleRefs = await listImages(config.data.samples, listCtx('data.samples'));
+  const datasetRefs: ImageRef[] = config.data.dataset ? await listImages(config.data.dataset, listCtx('data.dataset')) : [];
+  logger.info(`data: ${sampleRefs.length} samples, ${datasetRefs.length} dataset images`);
+
+  const outputDir = resolveFromConfig(loaded, config.output.dir);
+  const writer = new ReleaseWriter(join(outputDir, 'releases'), release, config.output.imageFormat);
+  await writer.open();
+  let input: tf.Tensor4D | undefined;
+  try {
+    const batch = await timed('decode samples', () => loadImages(sampleRefs, pre), sampleRefs.length);
+    input = tf.tensor4d(batch.input, batch.shape);
+    const probs = await timed('predict samples', async () => {
+      const p = predictInBatches(model, input!, config.compute.batchSize);
+      const values = (await p.array()) as number[][];
+      p.dispose();
+      return values;
+    }, sampleRefs.length);
+    const samples: Sample[] = [];
+    const items: SampleItem[] = [];
+    for (let i = 0; i < sampleRefs.length; i++) {
+      const ref = sampleRefs[i];
+      const predictions = topK(probs[i], classes, 5);
+      const [h, w] = pre.size;
+      const path = await writer.file(`samples/${ref.id}.png`, await encodeImage(batch.display[i], w, h, 3, 'png'));
+      samples.push({ id: ref.id, source: ref.source, path, predictions, ...(ref.label === undefined ? {} : { label: ref.label, labelName: classes[ref.label] }) });
+      items.push({ id: ref.id, source: ref.source, label: ref.label, display: batch.display[i], target: predictions[0].class });
+    }
+
+    const ctx = {
+      model,
+      classes,
+      input,
+      samples: items,
+      out: writer,
+      logger,
+      settings: { colormap: config.output.colormap, batchSize: config.compute.batchSize, channelOrder: config.input.channelOrder },
+    };
+    for (const { def, opts: mopts } of methods) {
+      const before = writer.artifacts.length;
+      const bar = logger.progress(def.id, 1);
+      const t0 = performance.now();
+      const tensorsBefore = tf.memory().numTensors;
+      await def.run(ctx, mopts);
+      const leaked = tf.memory().numTensors - tensorsBefore;
+      if (leaked > 0) logger.debug(`${def.id}: ${leaked} tensors not released`);
+      bar.tick();
+      const made = writer.artifacts.length - before;
+      bar.done(`${made} artifact${made === 1 ? '' : 's'}`);
+      timings.push({ stage: def.id, ms: Math.round(performance.now() - t0), count: made });
+    }
+
+    const manifest: Manifest = {
+      schemaVersion: SCHEMA_VERSION,
+      release,
+      createdAt: new Date().toISOString(),
+      tool: { name: 'convlens', version: await toolVersion() },
+      configHash: loaded.hash,
+      backend: { name: prep.backend.name, tfjsBackend: prep.backend.tfjsBackend, tfjsVersion: prep.backend.tfjsVersion },
+      model: {
+        name: config.model.name ?? defaultModelName(prep.source),
+        source: prep.source,
+        format: prep.format,
+        inputShape: model.inputShape,
+        classes,
+        params: model.countParams(),
+        layers: model.layers.map((l) => ({ name: l.name, type: l.type, outputShape: l.outputShape, params: l.params, inputs: l.inputs })),
+      },
+      methods: methods.map(({ def }) => ({ id: def.id, title: def.title, ...(def.paper ? { paper: def.paper } : {}) })),
+      samples,
+      dataset: { count: datasetRefs.length },
+      artifacts: writer.artifacts,
+      timings,
+    };
+    const releaseDir = await writer.commit(manifest);
+    logger.info(`release: ${releaseDir} (${writer.artifacts.length} artifacts)`);
+    let siteDir: string | undefined;
+    if (opts.site !== false) {
+      const { buildSite } = await import('./site.ts');
+      const t0 = performance.now();
+      const built = await buildSite({ outputDir, release, base: opts.base ?? config.site.base, logger });
+      siteDir = built.siteDir;
+      logger.info(`site: ${built.pages} pages in ${((performance.now() - t0) / 1000).toFixed(1)}s -> ${join(siteDir, 'index.html')}`);
+    }
+    return { releaseDir, manifest, siteDir };
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  } finally {
+    input?.dispose();
+    model.dispose();
+  }
+}
+
+function predictInBatches(model: ModelAdapter, x: tf.Tensor4D, batchSize: number): tf.Tensor2D {
+  const n = x.shape[0];
+  const parts: tf.Tensor2D[] = [];
+  for (let s = 0; s < n; s += batchSize) {
+    parts.push(tf.tidy(() => model.probabilities(tf.slice(x, [s, 0, 0, 0], [Math.min(batchSize, n - s), -1, -1, -1]))));
+  }
+  const all = tf.concat(parts, 0);
+  tf.dispose(parts);
+  return all;
+}
+
+export function topK(probs: readonly number[], classes: readonly string[], k: number): Prediction[] {
+  return probs
+    .map((p, i) => ({ class: i, name: classes[i], probability: Math.min(1, Math.max(0, p)) }))
+    .sort((a, b) => b.probability - a.probability || a.class - b.class)
+    .slice(0, Math.min(k, probs.length));
+}
+
+function defaultModelName(source: string): string {
+  const clean = source.replace(/\/+$/, '');
+  const base = basename(clean);
+  return base === 'model.json' ? basename(dirname(clean)) : base;
+}
