@@ -118,7 +118,7 @@ export async function loadConfig(file: string): Promise<LoadedConfig> {
 }
 
 export function parseConfigText(text: string, file: string, label = basename(file)): LoadedConfig {
-  const doc = parseDocument(text, { prettyErrors: false });
+  const doc = parseDocument(text, { prettyErrors: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(label, doc.errors.map((e) => ({
       path: `line ${e.linePos?.[0].line ?? '?'}`,

@@ -181,9 +181,8 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
     if (opts.site !== false) {
       const { buildSite } = await import('./site.ts');
       const t0 = performance.now();
-      const built = await buildSite({ outputDir, release, base: opts.base ?? config.site.base, logger });
-      siteDir = built.siteDir;
-      logger.info(`site: ${built.pages} pages in ${((performance.now() - t0) / 1000).toFixed(1)}s -> ${join(siteDir, 'index.html')}`);
+      siteDir = (await buildSite({ outputDir, release, base: opts.base ?? config.site.base, logger })).siteDir;
+      timings.push({ stage: 'site', ms: Math.round(performance.now() - t0) });
     }
     return { releaseDir, manifest, siteDir };
   } catch (err) {

@@ -48,7 +48,7 @@ export const gradCam = defineMethod({
 
 /** L^c for every sample: raw [n, h, w] at the layer and upsampled + scaled [n, H, W]. */
 export function gradCamMaps(ctx: Pick<MethodContext, 'model' | 'input'>, layer: string, targets: number[]) {
-  const weights = tf.oneHot(targets, ctx.model.numClasses).toFloat() as tf.Tensor2D;
+  const weights = tf.tidy(() => tf.oneHot(targets, ctx.model.numClasses).toFloat() as tf.Tensor2D);
   const r = ctx.model.gradient(ctx.input, classScore(weights), layer);
   weights.dispose();
   try {
