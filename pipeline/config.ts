@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { basename, dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { BACKEND_CHOICES } from './backend.ts';
+import { COLORMAPS } from './render.ts';
 import { ConvlensError, nearest } from './errors.ts';
 import { METHODS, methodsSchema, methodDefaults } from './methods/registry.ts';
 
@@ -28,7 +29,6 @@ export const DEFAULTS = {
   methods: methodDefaults(),
 };
 
-export const COLORMAPS = ['turbo', 'viridis', 'inferno', 'gray'] as const;
 
 const dataSource = (limit: number) =>
   z

@@ -7,7 +7,8 @@ import sharp from 'sharp';
  * images are interleaved 8-bit RGB [h, w, 3].
  */
 
-export type Colormap = 'turbo' | 'viridis' | 'gray';
+export const COLORMAPS = ['turbo', 'viridis', 'gray'] as const;
+export type Colormap = (typeof COLORMAPS)[number];
 
 /** Min-max to [0, 1] (a constant map becomes all zeros), as pytorch-grad-cam's scale_cam_image. */
 export function normalizeMinMax(map: ArrayLike<number>): Float32Array {

@@ -4,12 +4,12 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from './backend.ts';
 import { ConfigError, type LoadedConfig, loadConfig, resolveFromConfig } from './config.ts';
-import { listImages, loadImages, readLabelsFile, resolvePreprocessing, type ImageRef } from './data.ts';
+import { batches, listImages, loadImages, readLabelsFile, resolvePreprocessing, type ImageRef, type Preprocessing } from './data.ts';
 import { ConvlensError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { type Manifest, type Prediction, SCHEMA_VERSION, type Sample } from './manifest.ts';
 import { METHODS } from './methods/registry.ts';
-import type { MethodDef, SampleItem } from './methods/types.ts';
+import type { DatasetAccess, MethodDef, SampleItem } from './methods/types.ts';
 import type { ModelAdapter } from './model/adapter.ts';
 import { loadModel } from './model/load.ts';
 import { encodeImage } from './render.ts';
@@ -72,6 +72,10 @@ export async function prepare(configFile: string, logger: Logger): Promise<Prepa
   const methods = (METHODS as readonly MethodDef[])
     .map((def) => ({ def, opts: (config.methods as Record<string, Record<string, unknown>>)[def.id] }))
     .filter((m) => m.opts.enabled !== false);
+  const needDataset = methods.filter((m) => m.def.needs.dataset);
+  if (needDataset.length && !config.data.dataset) {
+    throw new ConfigError(label, [{ path: 'data.dataset', message: `missing; ${needDataset.map((m) => m.def.id).join(', ')} need${needDataset.length === 1 ? 's' : ''} a dataset (add data.dataset with a folder, list or files, or disable ${needDataset.length === 1 ? 'it' : 'them'})` }]);
+  }
   const problems = methods.flatMap(({ def, opts }) => (def.check?.(opts, model) ?? []).map((p) => ({ path: `methods.${def.id}.${p.key}`, message: p.message.replace(/^viz\.yaml: [^:]+: /, '') })));
   if (problems.length) throw new ConfigError(label, problems);
   return { loaded, model, source: config.model.path, format, classes, methods, backend };
@@ -135,6 +139,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
       classes,
       input,
       samples: items,
+      dataset: config.data.dataset ? datasetAccess(datasetRefs, pre, config.compute.batchSize) : undefined,
       out: writer,
       logger,
       settings: { colormap: config.output.colormap, batchSize: config.compute.batchSize, channelOrder: config.input.channelOrder },
@@ -192,6 +197,19 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
     input?.dispose();
     model.dispose();
   }
+}
+
+function datasetAccess(refs: ImageRef[], pre: Preprocessing, defaultBatch: number): DatasetAccess {
+  return {
+    refs,
+    async *batches(batchSize = defaultBatch) {
+      let start = 0;
+      for await (const b of batches(refs, pre, batchSize)) {
+        yield { input: tf.tensor4d(b.input, b.shape), refs: b.refs, display: b.display, start };
+        start += b.refs.length;
+      }
+    },
+  };
 }
 
 function predictInBatches(model: ModelAdapter, x: tf.Tensor4D, batchSize: number): tf.Tensor2D {

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { classScore } from '../model/adapter.ts';
-import { blend, colorize, normalizeMinMax, upsampleBilinear } from '../render.ts';
+import { upsampleBilinear } from '../render.ts';
+import { writeSampleMaps } from './maps.ts';
 import { resolveTarget, targetOption, targetProblem } from './targets.ts';
 import { defineMethod, layerProblem, type MethodContext } from './types.ts';
 
@@ -39,7 +40,7 @@ export const gradCam = defineMethod({
     const targets = ctx.samples.map((s) => resolveTarget(opts.target, s, ctx.classes));
     const maps = gradCamMaps(ctx, layer, targets);
     try {
-      await writeMaps(ctx, 'grad-cam', 'Grad-CAM', layer, targets, maps, opts.alpha);
+      await writeSampleMaps(ctx, { raw: maps.raw, display: maps.upsampled }, { method: 'grad-cam', title: 'Grad-CAM', layer, targets, alpha: opts.alpha });
     } finally {
       tf.dispose([maps.raw, maps.upsampled]);
     }
@@ -61,37 +62,5 @@ export function gradCamMaps(ctx: Pick<MethodContext, 'model' | 'input'>, layer: 
     });
   } finally {
     tf.dispose([r.grad, r.value, r.logits]);
-  }
-}
-
-/** Writes heatmap + overlay images and raw maps for each sample. Shared by CAM-family methods. */
-export async function writeMaps(ctx: MethodContext, method: string, title: string, layer: string, targets: number[], maps: { raw: tf.Tensor3D; upsampled: tf.Tensor3D }, alpha: number) {
-  const [n, h, w] = maps.raw.shape;
-  const [, H, W] = maps.upsampled.shape;
-  const raw = (await maps.raw.data()) as Float32Array;
-  const up = (await maps.upsampled.data()) as Float32Array;
-  for (let i = 0; i < n; i++) {
-    const s = ctx.samples[i];
-    const cls = targets[i];
-    const className = ctx.classes[cls] ?? String(cls);
-    const map = normalizeMinMax(up.subarray(i * H * W, (i + 1) * H * W));
-    const heat = colorize(map, ctx.settings.colormap);
-    const rawMap = raw.slice(i * h * w, (i + 1) * h * w);
-    let max = 0;
-    for (const v of rawMap) max = Math.max(max, v);
-    const base = { method, layer, image: s.id, class: cls, className };
-    await ctx.out.image(`${method}/${s.id}`, `${cls}-heatmap`, {
-      ...base,
-      id: `${method}/${s.id}/${cls}/heatmap`,
-      title: `${title} heatmap for "${className}" at ${layer}`,
-      alt: `${title} heatmap of sample ${s.source} for class ${className}, layer ${layer}; bright regions raised the score`,
-      stats: { max, layerHeight: h, layerWidth: w },
-    }, { pixels: heat, width: W, height: H, channels: 3 }, { data: rawMap, shape: [h, w] });
-    await ctx.out.image(`${method}/${s.id}`, `${cls}-overlay`, {
-      ...base,
-      id: `${method}/${s.id}/${cls}/overlay`,
-      title: `${title} over the image for "${className}"`,
-      alt: `${title} heatmap blended over sample ${s.source} for class ${className}`,
-    }, { pixels: blend(s.display, heat, alpha), width: W, height: H, channels: 3 });
   }
 }

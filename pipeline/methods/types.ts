@@ -4,6 +4,7 @@ import type { Logger } from '../logger.ts';
 import type { ModelAdapter } from '../model/adapter.ts';
 import type { Colormap } from '../render.ts';
 import type { ReleaseWriter } from '../release-writer.ts';
+import type { ImageRef } from '../data.ts';
 
 export interface SampleItem {
   id: string;
@@ -15,12 +16,24 @@ export interface SampleItem {
   target: number;
 }
 
+/** The `data.dataset` images, streamed: never all in memory at once. */
+export interface DatasetAccess {
+  refs: readonly ImageRef[];
+  /**
+   * Preprocessed batches in `refs` order; `start` is the index of the first image. The caller
+   * disposes `input`.
+   */
+  batches(batchSize?: number): AsyncGenerator<{ input: tf.Tensor4D; refs: ImageRef[]; display: Uint8Array[]; start: number }>;
+}
+
 export interface MethodContext {
   model: ModelAdapter;
   classes: readonly string[];
   /** Sample images, preprocessed, [n, h, w, c], in the order of `samples`. */
   input: tf.Tensor4D;
   samples: readonly SampleItem[];
+  /** Present when viz.yaml has `data.dataset`; methods that declare `needs.dataset` get it. */
+  dataset?: DatasetAccess;
   out: ReleaseWriter;
   logger: Logger;
   settings: { colormap: Colormap; batchSize: number; channelOrder: 'rgb' | 'bgr' };

@@ -1,0 +1,63 @@
+import type * as tf from '@tensorflow/tfjs';
+import { blend, colorize, normalizeMinMax } from '../render.ts';
+import type { MethodContext } from './types.ts';
+
+export interface SampleMaps {
+  /** Maps as computed (before upsampling or scaling) [n, h, w]: saved as raw .npy. */
+  raw: tf.Tensor3D;
+  /** Maps at the input size [n, H, W]: min-max scaled, colour-mapped and blended. */
+  display: tf.Tensor3D;
+}
+
+export interface MapMeta {
+  method: string;
+  title: string;
+  layer?: string;
+  /** Class explained per sample. */
+  targets: readonly number[];
+  /** Overlay opacity. */
+  alpha: number;
+  /** Distinguishes several maps of one method, sample and class (e.g. "vs-12"). */
+  variant?: string;
+  /** Extra caption for the class (e.g. `"cat" vs "dog"`). */
+  classCaption?: (target: number, index: number) => string;
+  stats?: (index: number) => Record<string, number | string | boolean>;
+}
+
+/**
+ * Writes, for every sample, the colour-mapped heatmap (with the raw map as .npy) and the overlay
+ * on the image. Shared by every method that yields one map per sample and class.
+ */
+export async function writeSampleMaps(ctx: MethodContext, maps: SampleMaps, meta: MapMeta): Promise<void> {
+  const [n, h, w] = maps.raw.shape;
+  const [, H, W] = maps.display.shape;
+  const raw = (await maps.raw.data()) as Float32Array;
+  const disp = (await maps.display.data()) as Float32Array;
+  for (let i = 0; i < n; i++) {
+    const s = ctx.samples[i];
+    const cls = meta.targets[i];
+    const className = ctx.classes[cls] ?? String(cls);
+    const caption = meta.classCaption?.(cls, i) ?? `"${className}"`;
+    const heat = colorize(normalizeMinMax(disp.subarray(i * H * W, (i + 1) * H * W)), ctx.settings.colormap);
+    const rawMap = raw.slice(i * h * w, (i + 1) * h * w);
+    let min = Infinity;
+    let max = -Infinity;
+    for (const v of rawMap) { if (v < min) min = v; if (v > max) max = v; }
+    const key = meta.variant ? `${cls}-${meta.variant}` : `${cls}`;
+    const base = { method: meta.method, image: s.id, class: cls, className, ...(meta.layer ? { layer: meta.layer } : {}) };
+    const at = meta.layer ? ` at ${meta.layer}` : '';
+    await ctx.out.image(`${meta.method}/${s.id}`, `${key}-heatmap`, {
+      ...base,
+      id: `${meta.method}/${s.id}/${key}/heatmap`,
+      title: `${meta.title} for ${caption}${at}`,
+      alt: `${meta.title} heatmap of sample ${s.source} for ${caption}${at}; bright regions raised the score`,
+      stats: { min, max, mapHeight: h, mapWidth: w, ...(meta.stats?.(i) ?? {}) },
+    }, { pixels: heat, width: W, height: H, channels: 3 }, { data: rawMap, shape: [h, w] });
+    await ctx.out.image(`${meta.method}/${s.id}`, `${key}-overlay`, {
+      ...base,
+      id: `${meta.method}/${s.id}/${key}/overlay`,
+      title: `${meta.title} over the image for ${caption}`,
+      alt: `${meta.title} heatmap blended over sample ${s.source} for ${caption}`,
+    }, { pixels: blend(s.display, heat, meta.alpha), width: W, height: H, channels: 3 });
+  }
+}
