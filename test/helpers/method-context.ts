@@ -1,0 +1,54 @@
+import * as tf from '@tensorflow/tfjs';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { type Logger, MemoryLogger } from '../../pipeline/logger.ts';
+import type { DatasetAccess, MethodContext, MethodDef, SampleItem } from '../../pipeline/methods/types.ts';
+import type { ModelAdapter } from '../../pipeline/model/adapter.ts';
+import { decodeNpy } from '../../pipeline/npy.ts';
+import { ReleaseWriter } from '../../pipeline/release-writer.ts';
+
+/**
+ * A MethodContext over a model and an input batch, writing into a temp release folder
+ * (`ctx.out.staging`). Samples get ids s0, s1, ... and a gray display image.
+ */
+export async function methodContext(model: ModelAdapter, input: tf.Tensor4D, opts: {
+  classes?: string[];
+  targets?: number[];
+  dataset?: DatasetAccess;
+  logger?: Logger;
+  colormap?: MethodContext['settings']['colormap'];
+} = {}): Promise<MethodContext & { logger: Logger }> {
+  const out = new ReleaseWriter(await mkdtemp(join(tmpdir(), 'convlens-method-')), 'r', 'png');
+  await out.open();
+  const [n, h, w] = input.shape;
+  const targets = opts.targets ?? Array.from(await tf.tidy(() => tf.argMax(model.forward(input).logits, 1)).data());
+  const samples: SampleItem[] = Array.from({ length: n }, (_, i) => ({
+    id: `s${i}`, source: `s${i}.png`, display: new Uint8Array(h * w * 3).fill(128), target: targets[i],
+  }));
+  return {
+    model,
+    classes: opts.classes ?? Array.from({ length: model.numClasses }, (_, i) => `class ${i}`),
+    input,
+    samples,
+    dataset: opts.dataset,
+    out,
+    logger: opts.logger ?? new MemoryLogger(),
+    settings: { colormap: opts.colormap ?? 'gray', batchSize: 16, channelOrder: 'rgb' },
+  };
+}
+
+/** Runs a method and asserts it left no tensors behind. */
+export async function runMethod<S extends MethodDef>(method: S, ctx: MethodContext, options: Record<string, unknown> = {}) {
+  const before = tf.memory().numTensors;
+  await method.run(ctx, method.options.parse(options));
+  expect(tf.memory().numTensors, `${method.id} leaked tensors`).toBe(before);
+  return ctx.out.artifacts;
+}
+
+/** Reads an artifact's raw .npy. */
+export async function readRaw(ctx: MethodContext, artifact: { raw?: { path: string } }) {
+  if (!artifact.raw) throw new Error('artifact has no raw data');
+  return decodeNpy(new Uint8Array(await readFile(join(ctx.out.staging, artifact.raw.path))));
+}
