@@ -69,13 +69,14 @@ export async function prepare(configFile: string, logger: Logger): Promise<Prepa
   if (classes.length !== model.numClasses) {
     throw new ConfigError(label, [{ path: 'model.labels', message: `the labels file has ${classes.length} names but the model has ${model.numClasses} outputs; give one name per output, in output order` }]);
   }
-  const methods = (METHODS as readonly MethodDef[])
+  const enabled = (METHODS as readonly MethodDef[])
     .map((def) => ({ def, opts: (config.methods as Record<string, Record<string, unknown>>)[def.id] }))
     .filter((m) => m.opts.enabled !== false);
-  const needDataset = methods.filter((m) => m.def.needs.dataset);
-  if (needDataset.length && !config.data.dataset) {
-    throw new ConfigError(label, [{ path: 'data.dataset', message: `missing; ${needDataset.map((m) => m.def.id).join(', ')} need${needDataset.length === 1 ? 's' : ''} a dataset (add data.dataset with a folder, list or files, or disable ${needDataset.length === 1 ? 'it' : 'them'})` }]);
+  const skipped = config.data.dataset ? [] : enabled.filter((m) => m.def.needs.dataset);
+  if (skipped.length) {
+    logger.warn(`${skipped.map((m) => m.def.id).join(', ')} skipped: ${label} has no data.dataset (add one, or set methods.<id>.enabled: false to silence this)`);
   }
+  const methods = enabled.filter((m) => !skipped.includes(m));
   const problems = methods.flatMap(({ def, opts }) => (def.check?.(opts, model) ?? []).map((p) => ({ path: `methods.${def.id}.${p.key}`, message: p.message.replace(/^viz\.yaml: [^:]+: /, '') })));
   if (problems.length) throw new ConfigError(label, problems);
   return { loaded, model, source: config.model.path, format, classes, methods, backend };

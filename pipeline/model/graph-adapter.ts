@@ -14,7 +14,8 @@ const SKIP_OPS = new Set(['Const', 'Placeholder', 'NoOp', 'Identity']);
 /**
  * A tfjs GraphModel (converted from a TF SavedModel / frozen graph) behind the adapter interface.
  * "Layers" are the graph's op nodes (Const, Placeholder and Identity left out); a node's
- * parameters are the sizes of the weight constants it reads. Gradients run through
+ * parameters are the sizes of the float weight constants it reads (integer constants such as
+ * reduction axes or shapes are weights in model.json but not parameters). Gradients run through
  * `model.execute` (executeAsync cannot be differentiated, so control-flow graphs are refused).
  * Gradient w.r.t. a node: execute to the node, then differentiate
  * `execute({input: x, node: a}, logits)` w.r.t. a; the input is fed too, so paths that bypass
@@ -53,7 +54,8 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     const outNode = this.nodes.get(outName);
     this.logitsNode = outNode?.op === 'Softmax' && outNode.input?.length ? stripPort(outNode.input[0]) : outName;
 
-    const specSize = new Map(weightSpecs.map((w) => [w.name, w.shape.reduce((a, b) => a * b, 1)]));
+    const weightNames = new Set(weightSpecs.map((w) => w.name));
+    const specSize = new Map(weightSpecs.filter((w) => w.dtype === 'float32').map((w) => [w.name, w.shape.reduce((a, b) => a * b, 1)]));
     this.totalParams = [...specSize.values()].reduce((a, b) => a + b, 0);
     const ops = [...this.nodes.values()].filter((n) => !SKIP_OPS.has(n.op));
     const shapes = this.probeShapes(ops.map((n) => n.name));
@@ -65,7 +67,7 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
         type: n.op,
         outputShape: [null, ...(shapes.get(n.name) ?? []).slice(1)],
         params: consts.reduce((a, c) => a + (specSize.get(c) ?? 0), 0),
-        inputs: ins.filter((i) => !specSize.has(i)).map((i) => this.resolveIdentity(i)),
+        inputs: ins.filter((i) => !weightNames.has(i)).map((i) => this.resolveIdentity(i)),
         conv: this.convGeometry(n, weightSpecs),
       };
     });
@@ -116,22 +118,29 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
       return { logits, score: objective({ logits, activations: new Map(names.map((n, i) => [n, list[i + 1]])) }, rows) };
     };
     return this.microBatched(x, this.backwardBatch, (xb, rows) => tf.tidy(() => {
-      let logits: tf.Tensor2D | undefined;
-      if (wrt === 'input') {
-        const g = tf.grad((input: tf.Tensor) => {
-          const r = evaluate({ [this.inputName]: input }, rows);
-          logits = r.logits;
+      // tf.grad disposes every tensor the differentiated function makes except the scalar it
+      // returns: the logits escape as a kept clone, which is turned back into an ordinary tensor
+      // (tracked by the caller's tidy) and always disposed here.
+      let escaped: tf.Tensor2D | undefined;
+      try {
+        if (wrt === 'input') {
+          const g = tf.grad((input: tf.Tensor) => {
+            const r = evaluate({ [this.inputName]: input }, rows);
+            escaped = tf.keep(r.logits.clone());
+            return r.score;
+          })(xb);
+          return { grad: g, value: xb.clone(), logits: escaped!.clone() };
+        }
+        const value = this.model.execute({ [this.inputName]: xb }, wrt) as tf.Tensor;
+        const g = tf.grad((a: tf.Tensor) => {
+          const r = evaluate({ [this.inputName]: xb, [wrt]: a }, rows);
+          escaped = tf.keep(r.logits.clone());
           return r.score;
-        })(xb);
-        return { grad: g, value: xb.clone(), logits: logits! };
+        })(value);
+        return { grad: g, value, logits: escaped!.clone() };
+      } finally {
+        escaped?.dispose();
       }
-      const value = this.model.execute({ [this.inputName]: xb }, wrt) as tf.Tensor;
-      const g = tf.grad((a: tf.Tensor) => {
-        const r = evaluate({ [this.inputName]: xb, [wrt]: a }, rows);
-        logits = r.logits;
-        return r.score;
-      })(value);
-      return { grad: g, value, logits: logits! };
     }));
   }
 

@@ -24,6 +24,8 @@ interface LLayer {
   dilationRate?: number | number[];
   dataFormat?: string;
   activation?: { apply(x: tf.Tensor): tf.Tensor; getClassName(): string } | null;
+  // ReLU layer
+  maxValue?: number | null;
   // containers
   nodesByDepth?: Record<string, LNode[]>;
   layers?: LLayer[];
@@ -67,7 +69,10 @@ const isSoftmax = (name: string | undefined) => name?.toLowerCase() === 'softmax
  *    ops always compute weight gradients (48 s vs 3 s on cpu, and missing kernels on wasm);
  *  - a layer's value can be replaced, to differentiate w.r.t. it (nodes that do not depend on it
  *    reuse the first pass's values, so skip connections in DAG models stay correct);
- *  - a final softmax is split off, to expose logits.
+ *  - a final softmax is split off, to expose logits;
+ *  - relu6 (activation 'relu6', or a ReLU layer with maxValue 6), which tfjs-layers computes as
+ *    min(relu(x), 6), runs as tf.relu6 (same values), so the Relu6 backward rule of
+ *    relu-rules.ts applies to it, as it does in GraphModels.
  * Nested models are expanded; their layers are listed under their own names.
  */
 export class LayersAdapter extends BaseAdapter implements ModelAdapter {
@@ -158,27 +163,32 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
     for (const n of layers) this.layer(n);
     const keep = new Set(layers);
     return this.microBatched(x, this.backwardBatch, (xb, rows) => tf.tidy(() => {
-      if (wrt === 'input') {
-        let logitsOut: tf.Tensor2D | undefined;
-        const f = (input: tf.Tensor) => {
-          const { logits, kept } = this.run(input as tf.Tensor4D, { keep });
-          logitsOut = tf.keep(logits);
+      // tf.grad / engine.gradients dispose every tensor the differentiated function makes except
+      // the scalar it returns: the logits escape as a kept clone, which is turned back into an
+      // ordinary tensor (tracked by the caller's tidy) and always disposed here.
+      let escaped: tf.Tensor2D | undefined;
+      try {
+        if (wrt === 'input') {
+          const f = (input: tf.Tensor) => {
+            const { logits, kept } = this.run(input as tf.Tensor4D, { keep });
+            escaped = tf.keep(logits.clone());
+            return objective({ logits, activations: kept }, rows);
+          };
+          const { grads } = tf.engine().gradients(() => f(xb), [xb]) as unknown as { grads: tf.Tensor[] };
+          return { grad: grads[0], value: xb.clone(), logits: escaped!.clone() };
+        }
+        const record = new Map<number, tf.Tensor>();
+        const first = this.run(xb, { keep: new Set([wrt]), record });
+        const value = first.kept.get(wrt)!;
+        const g = tf.grad((a: tf.Tensor) => {
+          const { logits, kept } = this.run(xb, { keep, override: { layer: wrt, value: a }, reuse: record });
+          escaped = tf.keep(logits.clone());
           return objective({ logits, activations: kept }, rows);
-        };
-        const { grads } = tf.engine().gradients(() => f(xb), [xb]) as unknown as { grads: tf.Tensor[] };
-        // tf.engine().gradients keeps no references to logitsOut beyond this tidy
-        return { grad: grads[0], value: xb.clone(), logits: logitsOut! };
+        })(value);
+        return { grad: g, value, logits: escaped!.clone() };
+      } finally {
+        escaped?.dispose();
       }
-      const record = new Map<number, tf.Tensor>();
-      const first = this.run(xb, { keep: new Set([wrt]), record });
-      const value = first.kept.get(wrt)!;
-      let logitsOut: tf.Tensor2D | undefined;
-      const g = tf.grad((a: tf.Tensor) => {
-        const { logits, kept } = this.run(xb, { keep, override: { layer: wrt, value: a }, reuse: record });
-        logitsOut = logits;
-        return objective({ logits, activations: kept }, rows);
-      })(value);
-      return { grad: g, value, logits: logitsOut! };
     }));
   }
 
@@ -349,6 +359,13 @@ function convGeometry(layer: LLayer): ConvGeometry | undefined {
   };
 }
 
+const isRelu6 = (act: LLayer['activation']) => act?.getClassName() === 'relu6';
+
+/** Applies a layer's activation; relu6 as the Relu6 op (see the class note). */
+function activate(act: NonNullable<LLayer['activation']>, y: tf.Tensor): tf.Tensor {
+  return isRelu6(act) ? tf.relu6(y) : act.apply(y);
+}
+
 /**
  * Calls a layer on concrete tensors. Conv2D and Dense are computed unfused (see the class note);
  * with `preActivation` the layer's activation is left out (used to expose logits).
@@ -367,7 +384,7 @@ function callLayer(layer: LLayer, inputs: tf.Tensor[], callArgs: Record<string, 
       pair(layer.dilationRate, 1),
     ) as tf.Tensor;
     if (layer.useBias !== false && layer.bias) y = tf.add(y, layer.bias.read());
-    if (!preActivation && layer.activation) y = layer.activation.apply(y);
+    if (!preActivation && layer.activation) y = activate(layer.activation, y);
     return channelsFirst ? tf.transpose(y, [0, 3, 1, 2]) : y;
   }
   if (cls === 'Dense' && layer.kernel) {
@@ -376,8 +393,11 @@ function callLayer(layer: LLayer, inputs: tf.Tensor[], callArgs: Record<string, 
     let y: tf.Tensor = tf.matMul(flat, kernel);
     if (layer.useBias !== false && layer.bias) y = tf.add(y, layer.bias.read());
     if (x.rank !== 2) y = tf.reshape(y, [...x.shape.slice(0, -1), kernel.shape[1]]);
-    if (!preActivation && layer.activation) y = layer.activation.apply(y);
+    if (!preActivation && layer.activation) y = activate(layer.activation, y);
     return y;
+  }
+  if (!preActivation && inputs.length === 1 && ((cls === 'Activation' && isRelu6(layer.activation)) || (cls === 'ReLU' && layer.maxValue === 6))) {
+    return tf.relu6(x);
   }
   if (preActivation) throw new Error(`convlens: internal error: cannot split the activation of ${cls}`);
   return layer.call(inputs.length === 1 ? x : inputs, { ...callArgs, training: false });
