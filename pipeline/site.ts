@@ -1,0 +1,204 @@
+import { existsSync } from 'node:fs';
+import { cp, mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { ConvlensError } from './errors.ts';
+import type { Logger } from './logger.ts';
+import { parseManifest } from './manifest.ts';
+
+/**
+ * Builds the static report site for one release with Astro (astro.config.mjs at the repo root,
+ * pages in src/). The site reads only the release's manifest.json and the files it lists.
+ *
+ * Conventions:
+ * - The build goes to a hidden temp folder beside `siteDir` and is swapped in by rename, so a
+ *   failed build leaves the previous site whole and readers never see half a site.
+ * - Settings reach the Astro config through CONVLENS_* environment variables, and Astro runs with
+ *   the repo root as the current directory (see enterRepoRoot); both are restored afterwards,
+ *   and builds in one process run one at a time because of that.
+ * - `base` only tells Astro where the site will be served; every link in the site is relative,
+ *   so the output also works from file:// and under any other base.
+ */
+export interface BuildSiteOptions {
+  /** The pipeline's output folder (holding `releases/<release>/manifest.json`). */
+  outputDir: string;
+  release: string;
+  /** URL path the site is served under, e.g. `/` or `/REPO/` for GitHub Pages. */
+  base: string;
+  /** Defaults to `<outputDir>/site`. */
+  siteDir?: string;
+  logger: Logger;
+}
+
+export interface BuiltSite {
+  siteDir: string;
+  /** HTML pages written. */
+  pages: number;
+}
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+let queue: Promise<unknown> = Promise.resolve();
+
+export function buildSite(opts: BuildSiteOptions): Promise<BuiltSite> {
+  const run = queue.then(() => buildSiteNow(opts));
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+async function buildSiteNow(opts: BuildSiteOptions): Promise<BuiltSite> {
+  const { logger } = opts;
+  const outputDir = resolve(opts.outputDir);
+  const siteDir = resolve(opts.siteDir ?? join(outputDir, 'site'));
+  const base = normalizeBase(opts.base);
+  await checkRelease(outputDir, opts.release);
+
+  const started = performance.now();
+  const id = randomBytes(6).toString('hex');
+  const tmpDir = join(dirname(siteDir), `.${basename(siteDir)}.${id}.tmp`);
+  const staged = !isInside(repoRoot, tmpDir);
+  const astroOut = staged ? join(repoRoot, 'node_modules', '.cache', 'convlens', `site-${id}`) : tmpDir;
+  const cacheDir = await mkdtemp(join(tmpdir(), 'convlens-astro-cache-'));
+  const restoreEnv = setEnv({
+    CONVLENS_OUTPUT_DIR: outputDir,
+    CONVLENS_RELEASE: opts.release,
+    CONVLENS_SITE_DIR: astroOut,
+    CONVLENS_BASE: base,
+    ASTRO_TELEMETRY_DISABLED: '1',
+    NODE_ENV: 'production',
+  });
+  logger.debug(`site: building release ${opts.release} with Astro into ${astroOut} (base ${base})`);
+  let restoreCwd: (() => void) | undefined;
+  try {
+    restoreCwd = enterRepoRoot();
+    const { build } = await import('astro');
+    await build({ root: repoRoot, outDir: astroOut, base, cacheDir, logLevel: 'warn', mode: 'production' });
+    if (staged) await cp(astroOut, tmpDir, { recursive: true });
+    const pages = await countPages(tmpDir);
+    if (pages === 0) throw new Error('Astro wrote no pages');
+    await swapIn(tmpDir, siteDir);
+    const secs = ((performance.now() - started) / 1000).toFixed(1);
+    logger.info(`site: ${pages} pages in ${secs}s -> ${siteDir}`);
+    return { siteDir, pages };
+  } catch (err) {
+    await rm(tmpDir, { recursive: true, force: true }).catch(() => undefined);
+    if (err instanceof ConvlensError) throw err;
+    const e = err as Error & { hint?: string };
+    const kept = existsSync(join(siteDir, 'index.html')) ? `The previous site in ${siteDir} is unchanged.` : 'No site was written.';
+    throw new ConvlensError(`building the report site for release "${opts.release}" failed: ${firstLines(e?.message ?? String(err))}`, {
+      hint: `${kept} ${(typeof e?.hint === 'string' && e.hint) || 'Run again with --debug for the full error; if a listed file is missing or the manifest is wrong, re-run the pipeline for this release.'}`,
+      cause: err,
+    });
+  } finally {
+    restoreCwd?.();
+    restoreEnv();
+    await rm(cacheDir, { recursive: true, force: true }).catch(() => undefined);
+    if (staged) await rm(astroOut, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/**
+ * Astro bundles the pages into chunks that import its dependencies by bare name, writes them into
+ * its outDir when that is inside the current directory and into a shared `<cwd>/.astro/`
+ * otherwise, then imports them. So the build runs with the repo root as the current directory
+ * (restored afterwards; buildSite resolves its paths first), and into a folder inside the repo:
+ * the temp folder beside the site when the site is in the repo, else a private staging folder
+ * under node_modules/.cache that is copied beside the site afterwards. Concurrent builds (test
+ * workers, two CLI runs) thus never share a staging folder.
+ */
+function enterRepoRoot(): () => void {
+  const before = process.cwd();
+  if (before === repoRoot) return () => undefined;
+  try {
+    process.chdir(repoRoot);
+  } catch (err) {
+    throw new ConvlensError(`cannot build the site from ${before}: Astro must run with the convlens folder (${repoRoot}) as the current directory`, {
+      hint: 'Run convlens from its own folder, or outside a worker thread (process.chdir is not available there).',
+      cause: err,
+    });
+  }
+  return () => process.chdir(before);
+}
+
+function isInside(parent: string, child: string): boolean {
+  const rel = relative(parent, child);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}
+
+/** Fails early, with the pipeline's own words, when there is no valid manifest to build from. */
+async function checkRelease(outputDir: string, release: string): Promise<void> {
+  if (!release || release === '.' || release === '..' || /[\\/]/.test(release)) {
+    throw new ConvlensError(`not a release name: ${JSON.stringify(release)}`, {
+      hint: 'A release is a folder name under <output>/releases/, e.g. 2025-11-25-demo.',
+    });
+  }
+  const manifestPath = join(outputDir, 'releases', release, 'manifest.json');
+  let text: string;
+  try {
+    text = await readFile(manifestPath, 'utf8');
+  } catch {
+    throw new ConvlensError(`no manifest for release "${release}" at ${manifestPath}`, {
+      hint: 'Run `convlens report` for this release first, or check the output folder and release name.',
+    });
+  }
+  try {
+    parseManifest(JSON.parse(text), manifestPath);
+  } catch (err) {
+    throw new ConvlensError(`the manifest of release "${release}" is not valid:\n${(err as Error).message}`, {
+      hint: 'The pipeline writes manifests that pass this check; re-run it, or compare the pipeline and site versions.',
+      cause: err,
+    });
+  }
+}
+
+/** Replaces `siteDir` with `fresh`; the old site is removed only once the new one is in place. */
+async function swapIn(fresh: string, siteDir: string): Promise<void> {
+  const old = `${fresh}.old`;
+  let hadOld = true;
+  try {
+    await rename(siteDir, old);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    hadOld = false;
+  }
+  try {
+    await rename(fresh, siteDir);
+  } catch (err) {
+    if (hadOld) await rename(old, siteDir).catch(() => undefined);
+    throw err;
+  }
+  if (hadOld) await rm(old, { recursive: true, force: true });
+}
+
+/** HTML pages in a built site; copied release files under artifacts/ do not count. */
+async function countPages(dir: string): Promise<number> {
+  let n = 0;
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile() || !entry.name.endsWith('.html')) continue;
+    if (relative(dir, join(entry.parentPath, entry.name)).split(sep)[0] !== 'artifacts') n++;
+  }
+  return n;
+}
+
+export function normalizeBase(base: string): string {
+  const trimmed = base.trim().replace(/^\/+|\/+$/g, '');
+  return trimmed ? `/${trimmed}/` : '/';
+}
+
+function setEnv(vars: Record<string, string>): () => void {
+  const saved = Object.keys(vars).map((k) => [k, process.env[k]] as const);
+  Object.assign(process.env, vars);
+  return () => {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+}
+
+function firstLines(text: string, n = 12): string {
+  const lines = text.split('\n');
+  return lines.length > n ? `${lines.slice(0, n).join('\n')}\n...` : text;
+}

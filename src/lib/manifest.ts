@@ -1,0 +1,191 @@
+import { readFileSync, statSync } from 'node:fs';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { parseManifest, type Artifact, type Manifest, type Sample } from '../../pipeline/manifest.ts';
+import { methodSlugs, releaseFileSegments } from './paths.ts';
+
+/**
+ * The site's only view of the pipeline: the release's manifest.json read through the shared
+ * `parseManifest`, plus the files that manifest lists. Settings come from the environment at
+ * call time (never at import), because `buildSite` sets them per build in a long-lived process:
+ * - CONVLENS_OUTPUT_DIR: the pipeline's output folder (default `output`, relative to the cwd)
+ * - CONVLENS_RELEASE: the release folder name under `<output>/releases/` (required)
+ */
+export type { Artifact, Manifest, Sample };
+
+export interface ReleaseLocation {
+  outputDir: string;
+  release: string;
+  releaseDir: string;
+  manifestPath: string;
+}
+
+export function releaseLocation(env: NodeJS.ProcessEnv = process.env): ReleaseLocation {
+  const release = env.CONVLENS_RELEASE?.trim();
+  if (!release) {
+    throw new Error(
+      'CONVLENS_RELEASE is not set: the site needs to know which release to show.\n' +
+        '  Build through `convlens report` (or buildSite), or set CONVLENS_RELEASE=<name> for a release under output/releases/.',
+    );
+  }
+  if (release === '.' || release === '..' || /[\\/]/.test(release)) {
+    throw new Error(`CONVLENS_RELEASE must be a release folder name, not a path: ${JSON.stringify(release)}`);
+  }
+  const outputDir = resolve(env.CONVLENS_OUTPUT_DIR?.trim() || 'output');
+  const releaseDir = join(outputDir, 'releases', release);
+  return { outputDir, release, releaseDir, manifestPath: join(releaseDir, 'manifest.json') };
+}
+
+let cache: { key: string; manifest: Manifest } | undefined;
+
+/** The validated manifest of the configured release; re-read only when the file changes. */
+export function loadManifest(loc: ReleaseLocation = releaseLocation()): Manifest {
+  let key: string;
+  try {
+    const st = statSync(loc.manifestPath);
+    key = `${loc.manifestPath}:${st.mtimeMs}:${st.size}`;
+  } catch {
+    throw new Error(
+      `no manifest for release "${loc.release}" at ${loc.manifestPath}\n` +
+        '  Run the pipeline for this release first (convlens report), or check CONVLENS_OUTPUT_DIR / CONVLENS_RELEASE.',
+    );
+  }
+  if (cache?.key === key) return cache.manifest;
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(loc.manifestPath, 'utf8'));
+  } catch (err) {
+    throw new Error(`${loc.manifestPath} is not valid JSON: ${(err as Error).message}`);
+  }
+  const manifest = parseManifest(json, loc.manifestPath);
+  cache = { key, manifest };
+  return manifest;
+}
+
+/** Absolute path of a file the manifest lists; refuses anything that would leave the release folder. */
+export function releaseFile(releasePath: string, loc: ReleaseLocation = releaseLocation()): string {
+  const abs = resolve(loc.releaseDir, ...releaseFileSegments(releasePath));
+  const rel = relative(loc.releaseDir, abs);
+  if (!rel || rel.startsWith('..') || isAbsolute(rel)) throw new Error(`${JSON.stringify(releasePath)} is outside the release folder`);
+  return abs;
+}
+
+/** Every release file the manifest lists (artifacts, their raw data, sample images), each once, in manifest order. */
+export function listedFiles(manifest: Manifest): string[] {
+  const files = new Set<string>();
+  for (const s of manifest.samples) files.add(releaseFileSegments(s.path).join('/'));
+  for (const a of manifest.artifacts) {
+    files.add(releaseFileSegments(a.path).join('/'));
+    if (a.raw) files.add(releaseFileSegments(a.raw.path).join('/'));
+  }
+  return [...files];
+}
+
+/** The parsed JSON of a `kind: 'data'` artifact. */
+export function readDataArtifact(artifact: Artifact, loc: ReleaseLocation = releaseLocation()): unknown {
+  if (artifact.kind !== 'data') throw new Error(`artifact ${artifact.id} is an image, not data`);
+  const file = releaseFile(artifact.path, loc);
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`data artifact ${artifact.id} (${artifact.path}) could not be read as JSON: ${(err as Error).message}`);
+  }
+}
+
+// ---- grouping ---------------------------------------------------------------------------
+
+export interface MethodInfo {
+  id: string;
+  title: string;
+  paper?: string;
+  /** URL-safe, unique; used for method pages and in-page anchors. */
+  slug: string;
+}
+
+/**
+ * Methods in manifest order, then any method an artifact uses that `manifest.methods` does not
+ * list (titled by its id), so no artifact is ever left without a heading.
+ */
+export function methodInfos(manifest: Manifest): MethodInfo[] {
+  const ids = [...manifest.methods.map((m) => m.id), ...manifest.artifacts.map((a) => a.method)];
+  const slugs = methodSlugs(ids);
+  const seen = new Set<string>();
+  const out: MethodInfo[] = [];
+  for (const m of manifest.methods) {
+    if (seen.has(m.id)) continue;
+    seen.add(m.id);
+    out.push({ id: m.id, title: m.title || m.id, paper: m.paper, slug: slugs.get(m.id)! });
+  }
+  for (const a of manifest.artifacts) {
+    if (seen.has(a.method)) continue;
+    seen.add(a.method);
+    out.push({ id: a.method, title: a.method, slug: slugs.get(a.method)! });
+  }
+  return out;
+}
+
+export interface Group<K> {
+  key: K;
+  artifacts: Artifact[];
+}
+
+/** Groups in first-seen order; items keep their manifest order within a group. */
+export function groupBy<K>(artifacts: readonly Artifact[], keyOf: (a: Artifact) => K): Group<K>[] {
+  const groups = new Map<K, Artifact[]>();
+  for (const a of artifacts) {
+    const k = keyOf(a);
+    const list = groups.get(k);
+    if (list) list.push(a);
+    else groups.set(k, [a]);
+  }
+  return [...groups].map(([key, list]) => ({ key, artifacts: list }));
+}
+
+/** Grouped by method, in `methodInfos` order. */
+export function groupByMethod(manifest: Manifest, artifacts: readonly Artifact[]): { method: MethodInfo; artifacts: Artifact[] }[] {
+  const byId = new Map(groupBy(artifacts, (a) => a.method).map((g) => [g.key, g.artifacts]));
+  return methodInfos(manifest)
+    .filter((m) => byId.has(m.id))
+    .map((method) => ({ method, artifacts: byId.get(method.id)! }));
+}
+
+/** Grouped by layer in first-seen order; artifacts without a layer come last under `undefined`. */
+export function groupByLayer(artifacts: readonly Artifact[]): Group<string | undefined>[] {
+  const groups = groupBy(artifacts, (a) => a.layer);
+  return [...groups.filter((g) => g.key !== undefined), ...groups.filter((g) => g.key === undefined)];
+}
+
+/** Grouped by the sample they explain, in sample order; artifacts for unknown samples are dropped. */
+export function groupBySample(manifest: Manifest, artifacts: readonly Artifact[]): { sample: Sample; artifacts: Artifact[] }[] {
+  const bySample = new Map(groupBy(artifacts, (a) => a.image).map((g) => [g.key, g.artifacts]));
+  return manifest.samples.filter((s) => bySample.has(s.id)).map((sample) => ({ sample, artifacts: bySample.get(sample.id)! }));
+}
+
+/** The method with a dedicated page of its own. */
+export const FILTERS_METHOD = 'filters';
+
+/**
+ * Where each artifact is shown: on its sample's page when it explains a known sample, on the
+ * filters page for `filters`, otherwise on its method's page.
+ */
+export function artifactsFor(manifest: Manifest) {
+  const sampleIds = new Set(manifest.samples.map((s) => s.id));
+  const isSample = (a: Artifact) => a.image !== undefined && sampleIds.has(a.image);
+  return {
+    ofSample: (id: string) => manifest.artifacts.filter((a) => a.image === id && sampleIds.has(id)),
+    filters: manifest.artifacts.filter((a) => !isSample(a) && a.method === FILTERS_METHOD),
+    /** Model-level artifacts of every other method, grouped by method. */
+    methodPages: groupByMethod(
+      manifest,
+      manifest.artifacts.filter((a) => !isSample(a) && a.method !== FILTERS_METHOD),
+    ),
+    onSamples: manifest.artifacts.filter(isSample),
+  };
+}
+
+export function methodTitle(manifest: Manifest, id: string): string {
+  return methodInfos(manifest).find((m) => m.id === id)?.title ?? id;
+}
+
+export function className(manifest: Manifest, index: number): string {
+  return manifest.model.classes[index] ?? `class ${index}`;
+}
