@@ -140,6 +140,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
       classes,
       input,
       samples: items,
+      preprocessing: pre,
       dataset: config.data.dataset ? datasetAccess(datasetRefs, pre, config.compute.batchSize) : undefined,
       out: writer,
       logger,

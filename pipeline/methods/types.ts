@@ -4,7 +4,7 @@ import type { Logger } from '../logger.ts';
 import type { ModelAdapter } from '../model/adapter.ts';
 import type { Colormap } from '../render.ts';
 import type { ReleaseWriter } from '../release-writer.ts';
-import type { ImageRef } from '../data.ts';
+import type { ImageRef, Preprocessing } from '../data.ts';
 
 export interface SampleItem {
   id: string;
@@ -32,6 +32,11 @@ export interface MethodContext {
   /** Sample images, preprocessed, [n, h, w, c], in the order of `samples`. */
   input: tf.Tensor4D;
   samples: readonly SampleItem[];
+  /**
+   * How pixels became model inputs: x = (pixel * scale - mean[c]) / std[c]. Use it to map
+   * between pixel space (0-255) and input space, e.g. a black baseline or the valid input range.
+   */
+  preprocessing: Preprocessing;
   /** Present when viz.yaml has `data.dataset`; methods that declare `needs.dataset` get it. */
   dataset?: DatasetAccess;
   out: ReleaseWriter;

@@ -19,6 +19,7 @@ export async function methodContext(model: ModelAdapter, input: tf.Tensor4D, opt
   dataset?: DatasetAccess;
   logger?: Logger;
   colormap?: MethodContext['settings']['colormap'];
+  preprocessing?: Partial<MethodContext['preprocessing']>;
 } = {}): Promise<MethodContext & { logger: Logger }> {
   const out = new ReleaseWriter(await mkdtemp(join(tmpdir(), 'convlens-method-')), 'r', 'png');
   await out.open();
@@ -32,6 +33,10 @@ export async function methodContext(model: ModelAdapter, input: tf.Tensor4D, opt
     classes: opts.classes ?? Array.from({ length: model.numClasses }, (_, i) => `class ${i}`),
     input,
     samples,
+    preprocessing: {
+      size: [h, w], channels: input.shape[3] === 1 ? 1 : 3, channelOrder: 'rgb', scale: 1 / 255, mean: [0], std: [1], resize: 'fill',
+      ...opts.preprocessing,
+    },
     dataset: opts.dataset,
     out,
     logger: opts.logger ?? new MemoryLogger(),
