@@ -30,6 +30,8 @@ let active: BackendInfo | undefined;
  * cannot load is an error that says how to install it.
  */
 export async function initBackend(choice: BackendChoice, logger: Logger): Promise<BackendInfo> {
+  // Production mode: no debug checks, and no tfjs banner on stderr when the cpu backend first runs.
+  tf.enableProdMode();
   const order = choice === 'auto' ? AUTO_ORDER : [choice];
   const failures: string[] = [];
   for (const name of order) {

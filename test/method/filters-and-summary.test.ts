@@ -1,17 +1,15 @@
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../pipeline/backend.ts';
 import { MemoryLogger, silentLogger } from '../../pipeline/logger.ts';
 import { filters } from '../../pipeline/methods/filters.ts';
 import { modelSummary } from '../../pipeline/methods/model-summary.ts';
-import type { MethodContext } from '../../pipeline/methods/types.ts';
 import { LayersAdapter } from '../../pipeline/model/layers-adapter.ts';
 import { decodeNpy } from '../../pipeline/npy.ts';
-import { ReleaseWriter } from '../../pipeline/release-writer.ts';
+import { methodContext } from '../helpers/method-context.ts';
 
 /** conv "c1": 2 filters 2x2x3 with hand-set weights; then GAP and a 2-way dense. */
 function handModel() {
@@ -31,14 +29,8 @@ function handModel() {
   return new LayersAdapter(m);
 }
 
-async function context(model: LayersAdapter, logger = silentLogger as MemoryLogger | typeof silentLogger) {
-  const out = new ReleaseWriter(await mkdtemp(join(tmpdir(), 'convlens-method-')), 'r', 'png');
-  await out.open();
-  const ctx: MethodContext = {
-    model, classes: ['a', 'b'], input: tf.zeros([0, 4, 4, 3]) as tf.Tensor4D, samples: [], out, logger,
-    settings: { colormap: 'gray', batchSize: 8, channelOrder: 'rgb' },
-  };
-  return ctx;
+async function context(model: LayersAdapter, logger: MemoryLogger | typeof silentLogger = silentLogger) {
+  return methodContext(model, tf.zeros([0, 4, 4, 3]) as tf.Tensor4D, { classes: ['a', 'b'], targets: [], logger });
 }
 
 describe('filters', () => {
