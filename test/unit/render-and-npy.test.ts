@@ -1,9 +1,15 @@
 import * as tf from '@tensorflow/tfjs';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../pipeline/backend.ts';
+import { silentLogger } from '../../pipeline/logger.ts';
 import { decodeNpy, encodeNpy } from '../../pipeline/npy.ts';
 import { blend, colorize, colormapRgb, normalizeMinMax, tileGrid, upsampleBilinear } from '../../pipeline/render.ts';
 
 describe('render', () => {
+  beforeAll(async () => {
+    await initBackend('wasm', silentLogger);
+  });
+
   it('min-max normalises, and a constant map becomes zeros', () => {
     expect(Array.from(normalizeMinMax([2, 4, 6]))).toEqual([0, 0.5, 1]);
     expect(Array.from(normalizeMinMax([3, 3]))).toEqual([0, 0]);
