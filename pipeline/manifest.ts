@@ -58,6 +58,8 @@ export const Artifact = z.strictObject({
   height: z.number().int().positive().optional(),
   /** The map before colouring, as float data. */
   raw: RawData.optional(),
+  /** Further files the artifact's data refers to (thumbnails of a scatter, patches, ...). */
+  files: z.array(relPath).optional(),
   /** Method-specific numbers worth showing (e.g. value ranges). */
   stats: z.record(z.string(), z.union([z.number(), z.string(), z.boolean()])).optional(),
 });

@@ -1,4 +1,4 @@
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { writeFileAtomic, writeJsonAtomic } from './fs-atomic.ts';
@@ -11,7 +11,7 @@ export function slug(s: string): string {
   return s.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'x';
 }
 
-type ArtifactMeta = Omit<Artifact, 'path' | 'kind' | 'raw' | 'width' | 'height'>;
+type ArtifactMeta = Omit<Artifact, 'path' | 'kind' | 'raw' | 'width' | 'height' | 'files'>;
 
 /**
  * Writes one release. Everything goes to a staging folder beside the release; `commit` writes
@@ -44,11 +44,14 @@ export class ReleaseWriter {
     return this.add(artifact);
   }
 
-  /** Writes a JSON data artifact the site reads. */
-  async data(dir: string, name: string, meta: ArtifactMeta, value: unknown): Promise<Artifact> {
+  /**
+   * Writes a JSON data artifact the site reads. `files` are further files (written with `file`)
+   * that the JSON refers to; the manifest lists them so the site copies them.
+   */
+  async data(dir: string, name: string, meta: ArtifactMeta, value: unknown, files?: string[]): Promise<Artifact> {
     const path = `${dir}/${slug(name)}.json`;
     await writeJsonAtomic(join(this.staging, path), value);
-    return this.add({ ...meta, kind: 'data', path });
+    return this.add({ ...meta, kind: 'data', path, ...(files?.length ? { files } : {}) });
   }
 
   /** Writes a file that is referenced from the manifest outside `artifacts` (sample images). */
@@ -67,6 +70,9 @@ export class ReleaseWriter {
   /** Validates and writes the manifest, then replaces the release folder with the staging one. */
   async commit(manifest: Manifest): Promise<string> {
     const checked = parseManifest(manifest);
+    const listed = [...checked.samples.map((x) => x.path), ...checked.artifacts.flatMap((a) => [a.path, ...(a.raw ? [a.raw.path] : []), ...(a.files ?? [])])];
+    const missing = (await Promise.all(listed.map(async (p) => ((await stat(join(this.staging, p)).catch(() => undefined)) ? undefined : p)))).filter(Boolean);
+    if (missing.length) throw new Error(`convlens: internal error: the manifest lists files that were not written: ${missing.slice(0, 5).join(', ')}`);
     await writeJsonAtomic(join(this.staging, 'manifest.json'), checked);
     const final = join(this.releasesDir, this.release);
     const old = `${final}.old-${randomBytes(4).toString('hex')}`;

@@ -76,6 +76,7 @@ export function listedFiles(manifest: Manifest): string[] {
   for (const a of manifest.artifacts) {
     files.add(releaseFileSegments(a.path).join('/'));
     if (a.raw) files.add(releaseFileSegments(a.raw.path).join('/'));
+    for (const f of a.files ?? []) files.add(releaseFileSegments(f).join('/'));
   }
   return [...files];
 }
