@@ -201,7 +201,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
   }
 }
 
-function datasetAccess(refs: ImageRef[], pre: Preprocessing, defaultBatch: number): DatasetAccess {
+export function datasetAccess(refs: ImageRef[], pre: Preprocessing, defaultBatch: number): DatasetAccess {
   return {
     refs,
     async *batches(batchSize = defaultBatch) {

@@ -3,12 +3,13 @@ import type { MethodDef } from './types.ts';
 import { modelSummary } from './model-summary.ts';
 import { filters } from './filters.ts';
 import { gradCam } from './grad-cam.ts';
+import { datasetPredictions } from './dataset-predictions.ts';
 
 /**
  * The one list of methods. The config schema (`methods.<id>`), the CLI's `--only` choices, the
  * manifest's method list, the site navigation and the test matrix all derive from it.
  */
-export const METHODS = [modelSummary, filters, gradCam] as const satisfies readonly MethodDef[];
+export const METHODS = [modelSummary, datasetPredictions, filters, gradCam] as const satisfies readonly MethodDef[];
 
 export type MethodId = (typeof METHODS)[number]['id'];
 export const METHOD_IDS = METHODS.map((m) => m.id) as readonly string[];
