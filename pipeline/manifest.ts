@@ -94,6 +94,8 @@ export const Manifest = z.strictObject({
   samples: z.array(Sample),
   dataset: z.strictObject({ count: z.number().int().nonnegative() }),
   artifacts: z.array(Artifact),
+  /** Review-document renderings of this manifest: Markdown with relative links, self-contained HTML. */
+  summary: z.strictObject({ markdown: relPath, html: relPath }).optional(),
   timings: z.array(z.strictObject({ stage: z.string(), ms: z.number().nonnegative(), count: z.number().int().nonnegative().optional() })),
 });
 export type Manifest = z.infer<typeof Manifest>;

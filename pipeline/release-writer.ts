@@ -70,7 +70,7 @@ export class ReleaseWriter {
   /** Validates and writes the manifest, then replaces the release folder with the staging one. */
   async commit(manifest: Manifest): Promise<string> {
     const checked = parseManifest(manifest);
-    const listed = [...checked.samples.map((x) => x.path), ...checked.artifacts.flatMap((a) => [a.path, ...(a.raw ? [a.raw.path] : []), ...(a.files ?? [])])];
+    const listed = [...checked.samples.map((x) => x.path), ...(checked.summary ? [checked.summary.markdown, checked.summary.html] : []), ...checked.artifacts.flatMap((a) => [a.path, ...(a.raw ? [a.raw.path] : []), ...(a.files ?? [])])];
     const missing = (await Promise.all(listed.map(async (p) => ((await stat(join(this.staging, p)).catch(() => undefined)) ? undefined : p)))).filter(Boolean);
     if (missing.length) throw new Error(`convlens: internal error: the manifest lists files that were not written: ${missing.slice(0, 5).join(', ')}`);
     await writeJsonAtomic(join(this.staging, 'manifest.json'), checked);

@@ -14,6 +14,7 @@ import type { ModelAdapter } from './model/adapter.ts';
 import { loadModel } from './model/load.ts';
 import { encodeImage } from './render.ts';
 import { ReleaseWriter } from './release-writer.ts';
+import { renderSummaries } from './summary.ts';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -181,6 +182,15 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
       dataset: { count: datasetRefs.length },
       artifacts: writer.artifacts,
       timings,
+    };
+    const accuracy = writer.artifacts.find((a) => a.method === 'dataset-predictions')?.stats;
+    const summaries = await timed('summary', () => renderSummaries(manifest, writer.staging, {
+      accuracy: typeof accuracy?.accuracy === 'number' ? accuracy.accuracy : undefined,
+      labelled: typeof accuracy?.labelled === 'number' ? accuracy.labelled : undefined,
+    }));
+    manifest.summary = {
+      markdown: await writer.file('summary.md', new TextEncoder().encode(summaries.markdown)),
+      html: await writer.file('summary.html', new TextEncoder().encode(summaries.html)),
     };
     const releaseDir = await writer.commit(manifest);
     logger.info(`release: ${releaseDir} (${writer.artifacts.length} artifacts)`);

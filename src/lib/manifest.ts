@@ -73,6 +73,7 @@ export function releaseFile(releasePath: string, loc: ReleaseLocation = releaseL
 export function listedFiles(manifest: Manifest): string[] {
   const files = new Set<string>();
   for (const s of manifest.samples) files.add(releaseFileSegments(s.path).join('/'));
+  if (manifest.summary) for (const f of [manifest.summary.markdown, manifest.summary.html]) files.add(releaseFileSegments(f).join('/'));
   for (const a of manifest.artifacts) {
     files.add(releaseFileSegments(a.path).join('/'));
     if (a.raw) files.add(releaseFileSegments(a.raw.path).join('/'));
