@@ -78,7 +78,7 @@ export async function prepare(configFile: string, logger: Logger): Promise<Prepa
     logger.warn(`${skipped.map((m) => m.def.id).join(', ')} skipped: ${label} has no data.dataset (add one, or set methods.<id>.enabled: false to silence this)`);
   }
   const methods = enabled.filter((m) => !skipped.includes(m));
-  const problems = methods.flatMap(({ def, opts }) => (def.check?.(opts, model) ?? []).map((p) => ({ path: `methods.${def.id}.${p.key}`, message: p.message.replace(/^viz\.yaml: [^:]+: /, '') })));
+  const problems = methods.flatMap(({ def, opts }) => (def.check?.(opts, model, classes) ?? []).map((p) => ({ path: `methods.${def.id}.${p.key}`, message: p.message.replace(/^viz\.yaml: [^:]+: /, '') })));
   if (problems.length) throw new ConfigError(label, problems);
   return { loaded, model, source: config.model.path, format, classes, methods, backend };
 }

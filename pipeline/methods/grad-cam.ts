@@ -1,10 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { classScore } from '../model/adapter.ts';
-import { upsampleBilinear } from '../render.ts';
 import { writeSampleMaps } from './maps.ts';
-import { resolveTarget, targetOption, targetProblem } from './targets.ts';
-import { defineMethod, layerProblem, type MethodContext } from './types.ts';
+import { classOptionProblems, oneHotRows, resolveClassOption, spatialLayerProblems, weightedGradCamMaps } from './cam-shared.ts';
+import { targetOption } from './targets.ts';
+import { defineMethod, type MethodContext } from './types.ts';
 
 /**
  * Grad-CAM (Selvaraju et al. 2017, "Grad-CAM: Visual Explanations from Deep Networks via
@@ -28,16 +27,12 @@ export const gradCam = defineMethod({
     target: targetOption,
     alpha: z.number().min(0).max(1).default(0.5).describe('Heatmap opacity in the overlay'),
   }),
-  check(opts, model) {
-    const problems = layerProblem(model, 'layer', opts.layer);
-    if (problems.length === 0 && opts.layer !== undefined && model.layer(opts.layer).outputShape.length !== 4) {
-      problems.push({ key: 'layer', message: `layer "${opts.layer}" has output shape [${model.layer(opts.layer).outputShape.join(', ')}]; Grad-CAM needs a spatial layer [batch, height, width, channels]; nearest spatial: ${model.lastSpatialLayer().name}` });
-    }
-    return problems;
+  check(opts, model, classes) {
+    return [...spatialLayerProblems(model, 'layer', opts.layer, 'Grad-CAM'), ...classOptionProblems(model, classes, { target: opts.target })];
   },
   async run(ctx, opts) {
     const layer = opts.layer ?? ctx.model.lastSpatialLayer().name;
-    const targets = ctx.samples.map((s) => resolveTarget(opts.target, s, ctx.classes));
+    const targets = ctx.samples.map((s) => resolveClassOption('grad-cam', 'target', opts.target, s, ctx.classes));
     const maps = gradCamMaps(ctx, layer, targets);
     try {
       await writeSampleMaps(ctx, { raw: maps.raw, display: maps.upsampled }, { method: 'grad-cam', title: 'Grad-CAM', layer, targets, alpha: opts.alpha });
@@ -49,18 +44,10 @@ export const gradCam = defineMethod({
 
 /** L^c for every sample: raw [n, h, w] at the layer and upsampled + scaled [n, H, W]. */
 export function gradCamMaps(ctx: Pick<MethodContext, 'model' | 'input'>, layer: string, targets: number[]) {
-  const weights = tf.tidy(() => tf.oneHot(targets, ctx.model.numClasses).toFloat() as tf.Tensor2D);
-  const r = ctx.model.gradient(ctx.input, classScore(weights), layer);
-  weights.dispose();
+  const weights = oneHotRows(targets, ctx.model.numClasses);
   try {
-    return tf.tidy(() => {
-      const alpha = tf.mean(r.grad, [1, 2], true);
-      const raw = tf.relu(tf.sum(tf.mul(alpha, r.value), 3)) as tf.Tensor3D;
-      const [, H, W] = ctx.input.shape;
-      const upsampled = tf.squeeze(upsampleBilinear(tf.expandDims(raw, 3) as tf.Tensor4D, H, W), [3]) as tf.Tensor3D;
-      return { raw, upsampled };
-    });
+    return weightedGradCamMaps(ctx, layer, weights);
   } finally {
-    tf.dispose([r.grad, r.value, r.logits]);
+    weights.dispose();
   }
 }

@@ -22,6 +22,10 @@ export interface MapMeta {
   /** Extra caption for the class (e.g. `"cat" vs "dog"`). */
   classCaption?: (target: number, index: number) => string;
   stats?: (index: number) => Record<string, number | string | boolean>;
+  /** How to read the heatmap, for the alt text (default: bright regions raised the score). */
+  reading?: string;
+  /** The map explains no class (e.g. activations): leave class and className out. */
+  classless?: boolean;
 }
 
 /**
@@ -44,13 +48,13 @@ export async function writeSampleMaps(ctx: MethodContext, maps: SampleMaps, meta
     let max = -Infinity;
     for (const v of rawMap) { if (v < min) min = v; if (v > max) max = v; }
     const key = meta.variant ? `${cls}-${meta.variant}` : `${cls}`;
-    const base = { method: meta.method, image: s.id, class: cls, className, ...(meta.layer ? { layer: meta.layer } : {}) };
+    const base = { method: meta.method, image: s.id, ...(meta.classless ? {} : { class: cls, className }), ...(meta.layer ? { layer: meta.layer } : {}) };
     const at = meta.layer ? ` at ${meta.layer}` : '';
     await ctx.out.image(`${meta.method}/${s.id}`, `${key}-heatmap`, {
       ...base,
       id: `${meta.method}/${s.id}/${key}/heatmap`,
       title: `${meta.title} for ${caption}${at}`,
-      alt: `${meta.title} heatmap of sample ${s.source} for ${caption}${at}; bright regions raised the score`,
+      alt: `${meta.title} heatmap of sample ${s.source} for ${caption}${at}; ${meta.reading ?? 'bright regions raised the score'}`,
       stats: { min, max, mapHeight: h, mapWidth: w, ...(meta.stats?.(i) ?? {}) },
     }, { pixels: heat, width: W, height: H, channels: 3 }, { data: rawMap, shape: [h, w] });
     await ctx.out.image(`${meta.method}/${s.id}`, `${key}-overlay`, {

@@ -4,12 +4,18 @@ import { modelSummary } from './model-summary.ts';
 import { filters } from './filters.ts';
 import { gradCam } from './grad-cam.ts';
 import { datasetPredictions } from './dataset-predictions.ts';
+import { cam } from './cam.ts';
+import { gradCamPlusPlus } from './grad-cam-plus-plus.ts';
+import { guidedGradCam } from './guided-grad-cam.ts';
+import { contrastiveGradCam } from './contrastive-grad-cam.ts';
+import { occlusion } from './occlusion.ts';
+import { activations } from './activations.ts';
 
 /**
  * The one list of methods. The config schema (`methods.<id>`), the CLI's `--only` choices, the
  * manifest's method list, the site navigation and the test matrix all derive from it.
  */
-export const METHODS = [modelSummary, datasetPredictions, filters, gradCam] as const satisfies readonly MethodDef[];
+export const METHODS = [modelSummary, datasetPredictions, filters, activations, occlusion, cam, gradCam, gradCamPlusPlus, guidedGradCam, contrastiveGradCam] as const satisfies readonly MethodDef[];
 
 export type MethodId = (typeof METHODS)[number]['id'];
 export const METHOD_IDS = METHODS.map((m) => m.id) as readonly string[];

@@ -61,7 +61,7 @@ export interface MethodDef<S extends z.ZodObject = z.ZodObject> {
   paper?: string;
   needs: { gradients?: boolean; dataset?: boolean; gapHead?: boolean };
   options: S;
-  check?(opts: z.infer<S>, model: ModelAdapter): OptionProblem[];
+  check?(opts: z.infer<S>, model: ModelAdapter, classes?: readonly string[]): OptionProblem[];
   run(ctx: MethodContext, opts: z.infer<S>): Promise<void>;
 }
 

@@ -9,7 +9,7 @@ import { filters } from '../../pipeline/methods/filters.ts';
 import { modelSummary } from '../../pipeline/methods/model-summary.ts';
 import { LayersAdapter } from '../../pipeline/model/layers-adapter.ts';
 import { decodeNpy } from '../../pipeline/npy.ts';
-import { methodContext } from '../helpers/method-context.ts';
+import { methodContext, readRaw, runMethod } from '../helpers/method-context.ts';
 
 /** conv "c1": 2 filters 2x2x3 with hand-set weights; then GAP and a 2-way dense. */
 function handModel() {
@@ -22,6 +22,22 @@ function handModel() {
   const m = tf.sequential({
     layers: [
       tf.layers.conv2d({ inputShape: [4, 4, 3], filters: 2, kernelSize: 2, name: 'c1', weights: [tf.tensor4d(k, [2, 2, 3, 2]), tf.zeros([2])] }),
+      tf.layers.globalAveragePooling2d({ name: 'gap' }),
+      tf.layers.dense({ units: 2, name: 'out' }),
+    ],
+  });
+  return new LayersAdapter(m);
+}
+
+/** c1 as in handModel, then c2: 2x2, 2 -> 3 with W[di][dj][c][f] = 10f + 2(2di + dj) + c. */
+function deeperModel() {
+  const k1 = new Float32Array(2 * 2 * 3 * 2).map((_, i) => (i % 5) - 2);
+  const k2 = new Float32Array(2 * 2 * 2 * 3);
+  for (let p = 0; p < 4; p++) for (let c = 0; c < 2; c++) for (let f = 0; f < 3; f++) k2[(p * 2 + c) * 3 + f] = 10 * f + 2 * p + c;
+  const m = tf.sequential({
+    layers: [
+      tf.layers.conv2d({ inputShape: [4, 4, 3], filters: 2, kernelSize: 2, name: 'c1', weights: [tf.tensor4d(k1, [2, 2, 3, 2]), tf.zeros([2])] }),
+      tf.layers.conv2d({ filters: 3, kernelSize: 2, name: 'c2', weights: [tf.tensor4d(k2, [2, 2, 2, 3]), tf.zeros([3])] }),
       tf.layers.globalAveragePooling2d({ name: 'gap' }),
       tf.layers.dense({ units: 2, name: 'out' }),
     ],
@@ -69,6 +85,55 @@ describe('filters', () => {
     // global min -1, max 11: weight 5 -> round(6/12*255) = 128, -1 -> 0
     expect(px(7, 2)).toEqual([128, 0, 128]);
     expect(px(2, 2)).toEqual([21, 43, 64]);
+    model.dispose();
+  });
+
+  it('draws a deeper layer as gray kernel slices (rows: filters, columns: input channels) and saves the kernel transposed', async () => {
+    const model = deeperModel();
+    const ctx = await context(model);
+    const artifacts = await runMethod(filters, ctx, { scale: 1, layers: ['c2'] });
+    expect(artifacts.map((a) => a.id)).toEqual(['filters/c1', 'filters/c2/channels']);
+    const a = artifacts[1];
+    expect(a).toMatchObject({ layer: 'c2', stats: { filters: 3, totalFilters: 3, inputChannels: 2, totalInputChannels: 2, kernelHeight: 2, kernelWidth: 2 } });
+    // raw [c_out, kh, kw, c_in] = W transposed [3, 0, 1, 2]
+    const raw = await readRaw(ctx, a);
+    expect(raw.shape).toEqual([3, 2, 2, 2]);
+    const expected = tf.tidy(() => tf.transpose(model.weights('c2')[0], [3, 0, 1, 2]).dataSync());
+    expect(Array.from(raw.data)).toEqual(Array.from(expected));
+    // filter f, input channel c, pixel p = di*2+dj holds 10f + 2p + c: per filter min 10f, max 10f + 7
+    // grid: 2 columns x 3 rows of 2x2 tiles, gap 2 => 10 x 14
+    const { data, info } = await sharp(join(ctx.out.staging, a.path)).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([10, 14]);
+    const px = (x: number, y: number) => data[y * 10 + x];
+    for (let f = 0; f < 3; f++) for (let c = 0; c < 2; c++) for (let p = 0; p < 4; p++) {
+      expect(px(2 + c * 4 + (p % 2), 2 + f * 4 + Math.floor(p / 2)), `f${f} c${c} p${p}`).toBe(Math.round(((2 * p + c) / 7) * 255));
+    }
+    expect(px(0, 0)).toBe(255);
+    model.dispose();
+  });
+
+  it('normalises deeper slices over the layer with normalize: global and caps filters and channels', async () => {
+    const model = deeperModel();
+    const ctx = await context(model);
+    const [, a] = await runMethod(filters, ctx, { scale: 1, layers: ['c2'], normalize: 'global', maxChannels: 1 });
+    // the first filter and input channel only: values 2p, global range over what is shown [0, 6]
+    expect(a.raw?.shape).toEqual([1, 2, 2, 1]);
+    expect(Array.from((await readRaw(ctx, a)).data)).toEqual([0, 2, 4, 6]);
+    const { data, info } = await sharp(join(ctx.out.staging, a.path)).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([6, 6]);
+    expect([data[2 * 6 + 2], data[2 * 6 + 3], data[3 * 6 + 2], data[3 * 6 + 3]]).toEqual([0, 85, 170, 255]);
+    const ctx2 = await context(model);
+    const [, b] = await runMethod(filters, ctx2, { scale: 1, layers: ['c2'], normalize: 'global' });
+    // global min 0, max 27 over all 24 weights: filter 2, channel 1, pixel 3 = 27 -> 255; filter 1, channel 0, pixel 0 = 10
+    const img = await sharp(join(ctx2.out.staging, b.path)).extractChannel(0).raw().toBuffer();
+    expect(img[(2 + 8 + 1) * 10 + 2 + 4 + 1]).toBe(255);
+    expect(img[(2 + 4) * 10 + 2]).toBe(Math.round((10 / 27) * 255));
+    model.dispose();
+  });
+
+  it('rejects deeper layers that are not convolutions', () => {
+    const model = deeperModel();
+    expect(filters.check!(filters.options.parse({ layers: ['c2', 'gap'] }), model)).toEqual([{ key: 'layers.1', message: 'layer "gap" is a GlobalAveragePooling2D, not a 2-D convolution' }]);
     model.dispose();
   });
 

@@ -1,0 +1,212 @@
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { ConvlensError } from '../errors.ts';
+import { classScore, type ModelAdapter } from '../model/adapter.ts';
+import type { ReluRule } from '../model/relu-rules.ts';
+import { writeSampleMaps } from './maps.ts';
+import { resolveTarget, type TargetOption, targetProblem } from './targets.ts';
+import type { MethodContext } from './types.ts';
+
+/**
+ * Shared steps of the input-gradient methods (saliency, SmoothGrad, deconvnet, guided
+ * backpropagation, integrated gradients): class targets, input gradients of a pre-softmax class
+ * score, the channel reductions that turn a gradient [n, H, W, C] into a map [n, H, W], and the
+ * writer of signed per-channel images (gradients, attributions).
+ */
+
+/** Overlay opacity option shared by these methods. */
+export const alphaOption = z.number().min(0).max(1).default(0.5).describe('Heatmap opacity in the overlay');
+
+/** How a gradient [.., C] becomes one value per pixel. */
+export const channelReduceOption = z.enum(['abs-max', 'squared']).default('abs-max')
+  .describe('abs-max: max over channels of |g| (Simonyan et al.); squared: sum over channels of g^2');
+export type ChannelReduce = z.infer<typeof channelReduceOption>;
+
+/** The class explained for every sample; an unknown class name or index is an error. */
+export function resolveTargets(ctx: Pick<MethodContext, 'samples' | 'classes' | 'model'>, target: TargetOption, method: string): number[] {
+  const problems = targetProblem(target, ctx.classes);
+  if (problems.length > 0) {
+    throw new ConvlensError(`viz.yaml: methods.${method}.${problems[0].key}: ${problems[0].message}`);
+  }
+  return ctx.samples.map((s) => {
+    const t = resolveTarget(target, s, ctx.classes);
+    if (!(t >= 0 && t < ctx.model.numClasses)) {
+      throw new ConvlensError(`viz.yaml: methods.${method}.target: class ${t} is out of range; the model has ${ctx.model.numClasses} outputs`);
+    }
+    return t;
+  });
+}
+
+/**
+ * One-hot rows [targets.length, numClasses] (class scores are selected by mask and sum). Built
+ * on the JS side: tf.oneHot refuses depth 1, which a single-logit classifier has.
+ */
+export function oneHotRows(targets: readonly number[], numClasses: number): tf.Tensor2D {
+  const rows = new Float32Array(targets.length * numClasses);
+  targets.forEach((t, i) => { rows[i * numClasses + t] = 1; });
+  return tf.tensor2d(rows, [targets.length, numClasses]);
+}
+
+/** d S_{t_i}(x_i) / d x_i for every example i: [n, H, W, C] (micro-batched by the adapter). */
+export function inputGradients(model: ModelAdapter, x: tf.Tensor4D, targets: readonly number[]): tf.Tensor4D {
+  const weights = oneHotRows(targets, model.numClasses);
+  try {
+    const r = model.gradient(x, classScore(weights), 'input');
+    tf.dispose([r.value, r.logits]);
+    return r.grad as tf.Tensor4D;
+  } finally {
+    weights.dispose();
+  }
+}
+
+/**
+ * (1 / count) * sum_k d S_target / dx evaluated at the `count` points `points(start, size)`
+ * yields ([size, H, W, C], owned by the caller of `points` and disposed here): [H, W, C].
+ * Points are made and differentiated in chunks of the adapter's backward batch, so only one
+ * chunk is in memory at a time.
+ */
+export function meanInputGradient(model: ModelAdapter, count: number, target: number, points: (start: number, size: number) => tf.Tensor4D, onChunk?: (done: number) => void): tf.Tensor3D {
+  const chunk = Math.max(1, model.backwardBatch);
+  let sum: tf.Tensor3D | undefined;
+  for (let start = 0; start < count; start += chunk) {
+    const size = Math.min(chunk, count - start);
+    const x = points(start, size);
+    let g: tf.Tensor4D;
+    try {
+      g = inputGradients(model, x, new Array<number>(size).fill(target));
+    } finally {
+      x.dispose();
+    }
+    const part = tf.tidy(() => tf.sum(g, 0) as tf.Tensor3D);
+    g.dispose();
+    if (sum) {
+      const next = tf.add(sum, part) as tf.Tensor3D;
+      tf.dispose([sum, part]);
+      sum = next;
+    } else {
+      sum = part;
+    }
+    onChunk?.(start + size);
+  }
+  if (!sum) throw new Error('convlens: internal error: meanInputGradient needs count >= 1');
+  const mean = tf.div(sum, count) as tf.Tensor3D;
+  sum.dispose();
+  return mean;
+}
+
+/** Pre-softmax score S_{t_i}(x_i) per example, in one forward pass. */
+export function classScores(model: ModelAdapter, x: tf.Tensor4D, targets: readonly number[]): Float32Array {
+  return tf.tidy(() => {
+    const { logits, activations } = model.forward(x);
+    for (const t of activations.values()) t.dispose();
+    return tf.sum(tf.mul(logits, oneHotRows(targets, model.numClasses)), 1).dataSync() as Float32Array;
+  });
+}
+
+/** [n, H, W, C] -> [n, H, W]: max_c |g| (abs-max) or sum_c g^2 (squared). */
+export function reduceChannels(g: tf.Tensor4D, how: ChannelReduce): tf.Tensor3D {
+  return tf.tidy(() => (how === 'abs-max' ? tf.max(tf.abs(g), 3) : tf.sum(tf.square(g), 3)) as tf.Tensor3D);
+}
+
+/**
+ * The value of a black pixel in the model's input space, per input channel (model order):
+ * (0 * scale - mean[c]) / std[c] from the preprocessing, unless the option gives the value(s).
+ */
+export function blackPixel(ctx: MethodContext, option: number | number[] | undefined): number[] {
+  const channels = ctx.input.shape[3];
+  const pick = (v: readonly number[], c: number) => (v.length === 1 ? v[0] : v[c]);
+  if (option !== undefined) {
+    const v = typeof option === 'number' ? [option] : option;
+    if (v.length !== 1 && v.length !== channels) {
+      throw new ConvlensError(`viz.yaml: methods.integrated-gradients.baselineValue: has ${v.length} values; give 1 or one per input channel (${channels})`);
+    }
+    return Array.from({ length: channels }, (_, c) => pick(v, c));
+  }
+  const { scale, mean, std } = ctx.preprocessing;
+  return Array.from({ length: channels }, (_, c) => (0 * scale - pick(mean, c)) / pick(std, c));
+}
+
+/**
+ * Writes one picture per sample of a signed tensor [n, H, W, C] (a gradient or attribution):
+ * v -> (v - min) / (max - min) with min and max over the whole image, all channels together
+ * (the convention of pytorch-cnn-visualizations' save_gradient_images; zero maps to mid-gray only
+ * when the range is symmetric). RGB for 3 channels (BGR models flipped to RGB), gray
+ * for 1. Raw: the tensor [H, W, C] in the model's channel order.
+ */
+export async function writeSignedImages(ctx: MethodContext, values: tf.Tensor4D, meta: {
+  method: string;
+  title: string;
+  /** File and id suffix: "gradient", "attribution". */
+  name: string;
+  targets: readonly number[];
+  describe: string;
+}): Promise<void> {
+  const [n, H, W, C] = values.shape;
+  const data = (await values.data()) as Float32Array;
+  const per = H * W * C;
+  const channels: 1 | 3 = C === 3 ? 3 : 1;
+  for (let i = 0; i < n; i++) {
+    const s = ctx.samples[i];
+    const cls = meta.targets[i];
+    const className = ctx.classes[cls] ?? String(cls);
+    const raw = data.slice(i * per, (i + 1) * per);
+    let min = Infinity;
+    let max = -Infinity;
+    for (const v of raw) { if (v < min) min = v; if (v > max) max = v; }
+    const span = max - min;
+    const to8 = (v: number) => (span > 0 ? Math.round(((v - min) / span) * 255) : 128);
+    const pixels = new Uint8Array(H * W * channels);
+    for (let p = 0; p < H * W; p++) {
+      if (channels === 3) {
+        for (let c = 0; c < 3; c++) pixels[p * 3 + c] = to8(raw[p * C + (ctx.settings.channelOrder === 'bgr' ? 2 - c : c)]);
+      } else {
+        let v = 0;
+        for (let c = 0; c < C; c++) v += raw[p * C + c];
+        pixels[p] = to8(C === 1 ? v : v / C);
+      }
+    }
+    await ctx.out.image(`${meta.method}/${s.id}`, `${cls}-${meta.name}`, {
+      id: `${meta.method}/${s.id}/${cls}/${meta.name}`,
+      method: meta.method,
+      image: s.id,
+      class: cls,
+      className,
+      title: `${meta.title} ${meta.name} for "${className}"`,
+      alt: `${meta.title} ${meta.name} of sample ${s.source} for "${className}" as a ${channels === 3 ? 'colour' : 'gray'} image, ${meta.describe}`,
+      stats: { min, max, channels: C },
+    }, { pixels, width: W, height: H, channels }, { data: raw, shape: [H, W, C] });
+  }
+}
+
+/**
+ * Deconvnet and guided backpropagation: the input gradient of the class score under a
+ * modified ReLU backward rule, written as a signed gradient image (raw [H, W, C]) and as a
+ * heatmap of max_c |g| with its overlay (raw [H, W]).
+ */
+export async function runReluRuleGradients(ctx: MethodContext, rule: Exclude<ReluRule, 'standard'>, meta: {
+  method: string;
+  title: string;
+  target: TargetOption;
+  alpha: number;
+}): Promise<void> {
+  const targets = resolveTargets(ctx, meta.target, meta.method);
+  if (targets.length === 0) return;
+  const grad = await ctx.model.withReluRule(rule, () => inputGradients(ctx.model, ctx.input, targets));
+  try {
+    await writeSignedImages(ctx, grad, {
+      method: meta.method, title: meta.title, name: 'gradient', targets,
+      describe: 'each channel of the signed gradient scaled by the min and max over the image',
+    });
+    const map = reduceChannels(grad, 'abs-max');
+    try {
+      await writeSampleMaps(ctx, { raw: map, display: map }, {
+        method: meta.method, title: meta.title, targets, alpha: meta.alpha,
+        stats: () => ({ reluRule: rule, reduce: 'abs-max' }),
+      });
+    } finally {
+      map.dispose();
+    }
+  } finally {
+    grad.dispose();
+  }
+}

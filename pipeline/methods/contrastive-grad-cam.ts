@@ -1,0 +1,113 @@
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { classOptionProblems, resolveClassOption, spatialLayerProblems, weightedGradCamMaps } from './cam-shared.ts';
+import { writeSampleMaps } from './maps.ts';
+import { targetOption } from './targets.ts';
+import { defineMethod, type MethodContext } from './types.ts';
+
+/**
+ * Contrastive Grad-CAM, "why A and not B" (Prabhushankar et al. 2020, "Contrastive Explanations
+ * in Neural Networks"; the class-contrastive Grad-CAM): Grad-CAM of the score difference
+ * S = y^A - y^B (pre-softmax scores), i.e. the objective weights +1 at A and -1 at B:
+ *   alpha_k = (1 / hw) sum_ij dS/dA_ij^k = alpha_k^A - alpha_k^B
+ *   L^{A,B} = ReLU( sum_k alpha_k A^k )                                 [h, w]
+ * Bright regions raise A's score relative to B's; L^{B,A} = ReLU(-sum_k alpha_k A^k) is the
+ * complementary part, so the two maps never overlap. Prabhushankar et al. backpropagate a loss
+ * between the prediction and B; the score difference used here is the linear form of the same
+ * question and needs no loss choice. Upsampling, scaling and raw data as for grad-cam.
+ * `target` (A) defaults to the prediction; `versus` (B) to the runner-up: the highest-scoring
+ * class other than A (the second prediction when A is the top-1). Samples where B = A are skipped
+ * with a warning (the contrast of a class with itself is zero).
+ * Artifacts carry class = A, variant "vs-<B>", caption `"A" vs "B"`, stats versus / versusName.
+ */
+export const contrastiveGradCam = defineMethod({
+  id: 'contrastive-grad-cam',
+  title: 'Contrastive Grad-CAM',
+  paper: 'Prabhushankar et al. 2020, Contrastive Explanations in Neural Networks',
+  needs: { gradients: true },
+  options: z.strictObject({
+    enabled: z.boolean().default(true),
+    layer: z.string().optional().describe('Layer to explain (default: the last layer with a spatial output)'),
+    target: targetOption.describe('Class A of "why A and not B": "top-1" (the prediction), a class index, or a class name'),
+    versus: z.union([z.literal('runner-up'), z.number().int().nonnegative(), z.string().min(1)]).default('runner-up')
+      .describe('Class B of "why A and not B": "runner-up" (the highest-scoring class other than A), a class index, or a class name'),
+    alpha: z.number().min(0).max(1).default(0.5).describe('Heatmap opacity in the overlay'),
+  }),
+  check(opts, model, classes?: readonly string[]) {
+    const problems = [...spatialLayerProblems(model, 'layer', opts.layer, 'Contrastive Grad-CAM'), ...classOptionProblems(model, classes, { target: opts.target, versus: opts.versus })];
+    const same = typeof opts.target === typeof opts.versus && opts.target === opts.versus;
+    const sameByName = classes && typeof opts.target !== typeof opts.versus && opts.target !== 'top-1' && opts.versus !== 'runner-up'
+      && (typeof opts.target === 'number' ? classes[opts.target] === opts.versus : classes[opts.versus as number] === opts.target);
+    if (problems.length === 0 && (same || sameByName)) {
+      problems.push({ key: 'versus', message: `versus names the same class as target (${JSON.stringify(opts.versus)}); the contrast of a class with itself is zero` });
+    }
+    return problems;
+  },
+  async run(ctx, opts) {
+    const layer = opts.layer ?? ctx.model.lastSpatialLayer().name;
+    const a = ctx.samples.map((s) => resolveClassOption('contrastive-grad-cam', 'target', opts.target, s, ctx.classes));
+    const b = opts.versus === 'runner-up'
+      ? runnerUp(ctx, a)
+      : ctx.samples.map((s) => resolveClassOption('contrastive-grad-cam', 'versus', opts.versus as number | string, s, ctx.classes));
+    const keep = ctx.samples.map((_, i) => i).filter((i) => a[i] !== b[i]);
+    const same = ctx.samples.filter((_, i) => a[i] === b[i]);
+    if (same.length) {
+      ctx.logger.warn(`contrastive-grad-cam: ${same.map((s) => s.source).join(', ')} skipped: the class to explain and the class to contrast it with are the same ("${ctx.classes[b[ctx.samples.indexOf(same[0])]]}")`);
+    }
+    if (keep.length === 0) return;
+    const input = keep.length === ctx.samples.length ? ctx.input : tf.gather(ctx.input, keep);
+    const weights = contrastWeights(keep.map((i) => a[i]), keep.map((i) => b[i]), ctx.model.numClasses);
+    const maps = weightedGradCamMaps({ model: ctx.model, input }, layer, weights);
+    weights.dispose();
+    if (input !== ctx.input) input.dispose();
+    try {
+      for (let j = 0; j < keep.length; j++) {
+        const i = keep[j];
+        const [A, B] = [a[i], b[i]];
+        const nameA = ctx.classes[A] ?? String(A);
+        const nameB = ctx.classes[B] ?? String(B);
+        const raw = tf.slice(maps.raw, [j, 0, 0], [1, -1, -1]);
+        const display = tf.slice(maps.upsampled, [j, 0, 0], [1, -1, -1]);
+        try {
+          await writeSampleMaps({ ...ctx, samples: [ctx.samples[i]] }, { raw, display }, {
+            method: 'contrastive-grad-cam',
+            title: 'Contrastive Grad-CAM',
+            layer,
+            targets: [A],
+            alpha: opts.alpha,
+            variant: `vs-${B}`,
+            classCaption: () => `"${nameA}" vs "${nameB}"`,
+            stats: () => ({ versus: B, versusName: nameB }),
+          });
+        } finally {
+          tf.dispose([raw, display]);
+        }
+      }
+    } finally {
+      tf.dispose([maps.raw, maps.upsampled]);
+    }
+  },
+});
+
+/** Objective weights [n, classes]: +1 at A_i, -1 at B_i. */
+export function contrastWeights(a: readonly number[], b: readonly number[], numClasses: number): tf.Tensor2D {
+  return tf.tidy(() => tf.sub(tf.oneHot(tf.tensor1d([...a], 'int32'), numClasses), tf.oneHot(tf.tensor1d([...b], 'int32'), numClasses)).toFloat() as tf.Tensor2D);
+}
+
+/** For each sample, the highest-scoring class other than a[i] (forward passes in batches). */
+export function runnerUp(ctx: Pick<MethodContext, 'model' | 'input' | 'settings'>, a: readonly number[]): number[] {
+  const n = ctx.input.shape[0];
+  const out: number[] = [];
+  const batch = Math.max(1, ctx.settings.batchSize);
+  for (let s = 0; s < n; s += batch) {
+    const e = Math.min(n, s + batch);
+    const best = tf.tidy(() => {
+      const { logits } = ctx.model.forward(tf.slice(ctx.input, [s, 0, 0, 0], [e - s, -1, -1, -1]));
+      const mask = tf.oneHot(tf.tensor1d(a.slice(s, e), 'int32'), ctx.model.numClasses);
+      return tf.argMax(tf.where(tf.equal(mask, 1), tf.fill(logits.shape, -Infinity), logits), 1);
+    });
+    out.push(...best.dataSync());
+    best.dispose();
+  }
+  return out;
+}
