@@ -149,15 +149,13 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
     };
     for (const { def, opts: mopts } of methods) {
       const before = writer.artifacts.length;
-      const bar = logger.progress(def.id, 1);
       const t0 = performance.now();
       const tensorsBefore = tf.memory().numTensors;
       await def.run(ctx, mopts);
       const leaked = tf.memory().numTensors - tensorsBefore;
       if (leaked > 0) logger.debug(`${def.id}: ${leaked} tensors not released`);
-      bar.tick();
       const made = writer.artifacts.length - before;
-      bar.done(`${made} artifact${made === 1 ? '' : 's'}`);
+      logger.info(`${def.id}: ${made} artifact${made === 1 ? '' : 's'} in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
       timings.push({ stage: def.id, ms: Math.round(performance.now() - t0), count: made });
     }
 

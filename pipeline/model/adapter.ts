@@ -21,6 +21,16 @@ export interface LayerInfo {
   /** Names of the layers feeding this one. */
   inputs: string[];
   conv?: ConvGeometry;
+  /**
+   * Window of a 2-D pooling layer (MaxPooling2D / AveragePooling2D; graph ops MaxPool / AvgPool),
+   * dilation 1. Global pooling has none.
+   */
+  pool?: ConvGeometry;
+  /**
+   * Rows and columns a padding or cropping layer adds, [top, bottom, left, right] (negative:
+   * removed): ZeroPadding2D, Cropping2D; graph ops Pad / PadV2 (constant padding).
+   */
+  pad?: [number, number, number, number];
 }
 
 /**

@@ -62,7 +62,7 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     this.layers = ops.map((n) => {
       const ins = (n.input ?? []).filter((i) => !i.startsWith('^')).map(stripPort);
       const consts = ins.filter((i) => specSize.has(i));
-      return {
+      const info: LayerInfo = {
         name: n.name,
         type: n.op,
         outputShape: [null, ...(shapes.get(n.name) ?? []).slice(1)],
@@ -70,6 +70,11 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
         inputs: ins.filter((i) => !weightNames.has(i)).map((i) => this.resolveIdentity(i)),
         conv: this.convGeometry(n, weightSpecs),
       };
+      const pool = poolGeometry(n);
+      if (pool) info.pool = pool;
+      const pad = this.padAmounts(n);
+      if (pad) info.pad = pad;
+      return info;
     });
     const outShape = shapes.get(this.logitsNode) ?? [];
     this.numClasses = outShape.at(-1) ?? 0;
@@ -167,6 +172,16 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     return cur;
   }
 
+  /** Pad / PadV2 with constant paddings [[0, 0], [top, bottom], [left, right], [0, 0]]. */
+  private padAmounts(n: GraphNodeDef): [number, number, number, number] | undefined {
+    if (!['Pad', 'PadV2'].includes(n.op) || !n.input?.[1]) return undefined;
+    const name = stripPort(n.input[1]);
+    const t = (this.model.weights[name] ?? this.model.weights[this.resolveIdentity(name)])?.[0];
+    if (!t || t.size !== 8) return undefined;
+    const p = Array.from(t.dataSync(), Number);
+    return [p[2], p[3], p[4], p[5]];
+  }
+
   private convGeometry(n: GraphNodeDef, specs: tf.io.WeightsManifestEntry[]): ConvGeometry | undefined {
     if (!['Conv2D', '_FusedConv2D', 'DepthwiseConv2dNative', 'FusedDepthwiseConv2dNative'].includes(n.op)) return undefined;
     const filter = specs.find((s) => s.name === stripPort(n.input?.[1] ?? ''));
@@ -182,6 +197,21 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
       dilation: [dil[1] ?? 1, dil[2] ?? 1],
     };
   }
+}
+
+/** MaxPool / AvgPool (NHWC): ksize and strides are [1, h, w, 1]. */
+function poolGeometry(n: GraphNodeDef): ConvGeometry | undefined {
+  if (!['MaxPool', 'AvgPool'].includes(n.op)) return undefined;
+  const list = (k: string) => (n.attr?.[k]?.list?.i ?? []).map(Number);
+  const ksize = list('ksize');
+  const strides = list('strides');
+  const pad = n.attr?.padding?.s ? Buffer.from(n.attr.padding.s, 'base64').toString() : 'VALID';
+  return {
+    kernel: [ksize[1] ?? 1, ksize[2] ?? 1],
+    strides: [strides[1] ?? 1, strides[2] ?? 1],
+    padding: pad === 'SAME' ? 'same' : 'valid',
+    dilation: [1, 1],
+  };
 }
 
 function stripPort(name: string): string {

@@ -3,7 +3,8 @@ import { ConvlensError } from '../errors.ts';
 import { BaseAdapter, backwardBatchFor, type ConvGeometry, type GradientResult, type LayerInfo, type ModelAdapter, type Objective } from './adapter.ts';
 
 /* Internals of tfjs-layers read here (stable since tfjs 1.x): Container.nodesByDepth, Node.*, and
- * the conv/dense fields kernel, bias, strides, padding, dilationRate, dataFormat, activation. */
+ * the conv/dense fields kernel, bias, strides, padding, dilationRate, dataFormat, activation,
+ * the pooling field poolSize and the ZeroPadding2D / Cropping2D fields padding / cropping. */
 interface SymTensor { id: number; shape: (number | null)[] }
 interface LNode { outboundLayer: LLayer; inputTensors: SymTensor[]; outputTensors: SymTensor[]; callArgs?: Record<string, unknown> }
 interface LLayer {
@@ -20,8 +21,12 @@ interface LLayer {
   useBias?: boolean;
   kernelSize?: number[];
   strides?: number[] | number;
-  padding?: string;
+  /** 'same' | 'valid' for convolutions and pooling; [[top, bottom], [left, right]] for ZeroPadding2D. */
+  padding?: string | number[][];
   dilationRate?: number | number[];
+  // pooling / cropping
+  poolSize?: number[];
+  cropping?: number[][];
   dataFormat?: string;
   activation?: { apply(x: tf.Tensor): tf.Tensor; getClassName(): string } | null;
   // ReLU layer
@@ -257,6 +262,10 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
           inputs: [],
           conv: convGeometry(s.layer),
         });
+        const pool = poolGeometry(s.layer);
+        if (pool) out[out.length - 1].pool = pool;
+        const pad = padAmounts(s.layer);
+        if (pad) out[out.length - 1].pad = pad;
       }
     };
     walk(graph);
@@ -357,6 +366,25 @@ function convGeometry(layer: LLayer): ConvGeometry | undefined {
     padding: layer.padding === 'same' ? 'same' : 'valid',
     dilation: pair(layer.dilationRate, 1),
   };
+}
+
+function poolGeometry(layer: LLayer): ConvGeometry | undefined {
+  if (!['MaxPooling2D', 'AveragePooling2D'].includes(layer.getClassName()) || !layer.poolSize) return undefined;
+  return {
+    kernel: pair(layer.poolSize, 1),
+    strides: pair(layer.strides ?? layer.poolSize, 1),
+    padding: layer.padding === 'same' ? 'same' : 'valid',
+    dilation: [1, 1],
+  };
+}
+
+function padAmounts(layer: LLayer): [number, number, number, number] | undefined {
+  const cls = layer.getClassName();
+  const p = cls === 'ZeroPadding2D' ? layer.padding : cls === 'Cropping2D' ? layer.cropping : undefined;
+  if (!Array.isArray(p) || p.length !== 2 || !Array.isArray(p[0]) || !Array.isArray(p[1])) return undefined;
+  const [[t, b], [l, r]] = p as number[][];
+  const signed = (v: number) => (cls === 'Cropping2D' ? 0 - v : v);
+  return [signed(t), signed(b), signed(l), signed(r)];
 }
 
 const isRelu6 = (act: LLayer['activation']) => act?.getClassName() === 'relu6';
