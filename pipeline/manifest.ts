@@ -91,6 +91,8 @@ export const Manifest = z.strictObject({
     layers: z.array(LayerSummary),
   }),
   methods: z.array(z.strictObject({ id: z.string(), title: z.string(), paper: z.string().optional() })),
+  /** How heatmaps were drawn: the site shows this colour map's legend (low to high). */
+  render: z.strictObject({ colormap: z.string(), imageFormat: z.enum(['png', 'webp']) }),
   samples: z.array(Sample),
   dataset: z.strictObject({ count: z.number().int().nonnegative() }),
   artifacts: z.array(Artifact),

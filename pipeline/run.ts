@@ -176,6 +176,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
         layers: model.layers.map((l) => ({ name: l.name, type: l.type, outputShape: l.outputShape, params: l.params, inputs: l.inputs })),
       },
       methods: methods.map(({ def }) => ({ id: def.id, title: def.title, ...(def.paper ? { paper: def.paper } : {}) })),
+      render: { colormap: config.output.colormap, imageFormat: config.output.imageFormat },
       samples,
       dataset: { count: datasetRefs.length },
       artifacts: writer.artifacts,
