@@ -57,9 +57,8 @@ export async function prepare(configFile: string, logger: Logger): Promise<Prepa
   const modelPath = resolveFromConfig(loaded, config.model.path);
   let model: ModelAdapter;
   let format: Manifest['model']['format'];
-  let location: string;
   try {
-    ({ adapter: model, format, location } = await loadModel(modelPath));
+    ({ adapter: model, format } = await loadModel(modelPath));
   } catch (err) {
     if (err instanceof ConvlensError) throw new ConvlensError(`${label}: model.path: ${err.message}`, { hint: err.hint, cause: err });
     throw err;

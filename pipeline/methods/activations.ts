@@ -2,9 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { ModelAdapter } from '../model/adapter.ts';
 import { tileGrid, upsampleBilinear } from '../render.ts';
-import { alphaOption } from './attribution.ts';
 import { grayTile, unitScale, valueRange } from './gray-tiles.ts';
-import { writeSampleMaps } from './maps.ts';
+import { alphaOption, writeSampleMaps } from './maps.ts';
 import { defineMethod, layerProblem, type MethodContext, type OptionProblem } from './types.ts';
 
 /**

@@ -4,7 +4,7 @@ import { ConvlensError } from '../errors.ts';
 import { classScore, type ModelAdapter } from '../model/adapter.ts';
 import type { ReluRule } from '../model/relu-rules.ts';
 import { writeSampleMaps } from './maps.ts';
-import { resolveTarget, type TargetOption, targetProblem } from './targets.ts';
+import { oneHotRows, resolveTargets, type TargetOption } from './targets.ts';
 import type { MethodContext } from './types.ts';
 
 /**
@@ -15,7 +15,6 @@ import type { MethodContext } from './types.ts';
  */
 
 /** Overlay opacity option shared by these methods. */
-export const alphaOption = z.number().min(0).max(1).default(0.5).describe('Heatmap opacity in the overlay');
 
 /** How a gradient [.., C] becomes one value per pixel. */
 export const channelReduceOption = z.enum(['abs-max', 'squared']).default('abs-max')
@@ -23,30 +22,6 @@ export const channelReduceOption = z.enum(['abs-max', 'squared']).default('abs-m
 export type ChannelReduce = z.infer<typeof channelReduceOption>;
 
 /** The class explained for every sample; an unknown class name or index is an error. */
-export function resolveTargets(ctx: Pick<MethodContext, 'samples' | 'classes' | 'model'>, target: TargetOption, method: string): number[] {
-  const problems = targetProblem(target, ctx.classes);
-  if (problems.length > 0) {
-    throw new ConvlensError(`viz.yaml: methods.${method}.${problems[0].key}: ${problems[0].message}`);
-  }
-  return ctx.samples.map((s) => {
-    const t = resolveTarget(target, s, ctx.classes);
-    if (!(t >= 0 && t < ctx.model.numClasses)) {
-      throw new ConvlensError(`viz.yaml: methods.${method}.target: class ${t} is out of range; the model has ${ctx.model.numClasses} outputs`);
-    }
-    return t;
-  });
-}
-
-/**
- * One-hot rows [targets.length, numClasses] (class scores are selected by mask and sum). Built
- * on the JS side: tf.oneHot refuses depth 1, which a single-logit classifier has.
- */
-export function oneHotRows(targets: readonly number[], numClasses: number): tf.Tensor2D {
-  const rows = new Float32Array(targets.length * numClasses);
-  targets.forEach((t, i) => { rows[i * numClasses + t] = 1; });
-  return tf.tensor2d(rows, [targets.length, numClasses]);
-}
-
 /** d S_{t_i}(x_i) / d x_i for every example i: [n, H, W, C] (micro-batched by the adapter). */
 export function inputGradients(model: ModelAdapter, x: tf.Tensor4D, targets: readonly number[]): tf.Tensor4D {
   const weights = oneHotRows(targets, model.numClasses);
@@ -199,7 +174,7 @@ export async function runReluRuleGradients(ctx: MethodContext, rule: Exclude<Rel
     });
     const map = reduceChannels(grad, 'abs-max');
     try {
-      await writeSampleMaps(ctx, { raw: map, display: map }, {
+      await writeSampleMaps(ctx, { raw: map, display: map }, { reading: 'bright pixels change the score most, in either direction', 
         method: meta.method, title: meta.title, targets, alpha: meta.alpha,
         stats: () => ({ reluRule: rule, reduce: 'abs-max' }),
       });

@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { LayerInfo, ModelAdapter } from '../model/adapter.ts';
-import { classOptionProblems, oneHotRows, resolveClassOption, upsampleMaps } from './cam-shared.ts';
+import { upsampleMaps } from './cam-shared.ts';
 import { writeSampleMaps } from './maps.ts';
-import { targetOption } from './targets.ts';
+import { classOptionProblems, oneHotRows, resolveClassOption, targetOption } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
 /**

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { classOptionProblems, resolveClassOption, spatialLayerProblems, weightedGradCamMaps } from './cam-shared.ts';
+import { spatialLayerProblems, weightedGradCamMaps } from './cam-shared.ts';
 import { writeSampleMaps } from './maps.ts';
-import { targetOption } from './targets.ts';
+import { classOptionProblems, resolveClassOption, targetOption } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
 /**

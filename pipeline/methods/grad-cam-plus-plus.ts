@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { classScore } from '../model/adapter.ts';
-import { classOptionProblems, oneHotRows, resolveClassOption, spatialLayerProblems, upsampleMaps } from './cam-shared.ts';
+import { spatialLayerProblems, upsampleMaps } from './cam-shared.ts';
 import { writeSampleMaps } from './maps.ts';
-import { targetOption } from './targets.ts';
+import { classOptionProblems, oneHotRows, resolveClassOption, targetOption } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
 /** pytorch-grad-cam's guard against a zero denominator. */

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { writeSampleMaps } from './maps.ts';
-import { classOptionProblems, oneHotRows, resolveClassOption, spatialLayerProblems, weightedGradCamMaps } from './cam-shared.ts';
-import { targetOption } from './targets.ts';
+import { alphaOption, writeSampleMaps } from './maps.ts';
+import { spatialLayerProblems, weightedGradCamMaps } from './cam-shared.ts';
+import { classOptionProblems, oneHotRows, resolveClassOption, targetOption } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
 /**
@@ -25,7 +25,7 @@ export const gradCam = defineMethod({
     enabled: z.boolean().default(true),
     layer: z.string().optional().describe('Layer to explain (default: the last layer with a spatial output)'),
     target: targetOption,
-    alpha: z.number().min(0).max(1).default(0.5).describe('Heatmap opacity in the overlay'),
+    alpha: alphaOption,
   }),
   check(opts, model, classes) {
     return [...spatialLayerProblems(model, 'layer', opts.layer, 'Grad-CAM'), ...classOptionProblems(model, classes, { target: opts.target })];

@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { classScore } from '../model/adapter.ts';
-import { classOptionProblems, oneHotRows, resolveClassOption, spatialLayerProblems } from './cam-shared.ts';
+import { spatialLayerProblems } from './cam-shared.ts';
 import { gradCamMaps } from './grad-cam.ts';
 import { writeSampleMaps } from './maps.ts';
-import { targetOption } from './targets.ts';
+import { classOptionProblems, oneHotRows, resolveClassOption, targetOption } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
 /**
@@ -67,7 +67,7 @@ export const guidedGradCam = defineMethod({
           stats: { min, max, channels: C },
         }, { pixels: gradientImage(g, C, ctx.settings.channelOrder), width: W, height: H, channels: 3 }, { data: g, shape: [H, W, C] });
       }
-      await writeSampleMaps(ctx, { raw: magnitude, display: magnitude }, { method: 'guided-grad-cam', title: 'Guided Grad-CAM magnitude', layer, targets, alpha: opts.alpha });
+      await writeSampleMaps(ctx, { raw: magnitude, display: magnitude }, { method: 'guided-grad-cam', title: 'Guided Grad-CAM magnitude', layer, targets, alpha: opts.alpha, reading: 'bright pixels change the score most, in either direction' });
     } finally {
       tf.dispose([product, magnitude]);
     }

@@ -1,6 +1,10 @@
 import type * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
 import { blend, colorize, normalizeMinMax } from '../render.ts';
 import type { MethodContext } from './types.ts';
+
+/** Heatmap opacity in overlays, shared by every method that writes maps. */
+export const alphaOption = z.number().min(0).max(1).default(0.5).describe('Heatmap opacity in the overlay');
 
 export interface SampleMaps {
   /** Maps as computed (before upsampling or scaling) [n, h, w]: saved as raw .npy. */

@@ -1,9 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { ConvlensError } from '../errors.ts';
-import { alphaOption, resolveTargets } from './attribution.ts';
-import { writeSampleMaps } from './maps.ts';
-import { targetOption } from './targets.ts';
+import { alphaOption, writeSampleMaps } from './maps.ts';
+import { resolveTargets, targetOption } from './targets.ts';
 import { defineMethod, type MethodContext, type OptionProblem } from './types.ts';
 
 const pairOption = z.union([z.number().int().positive(), z.tuple([z.number().int().positive(), z.number().int().positive()])]);
@@ -69,7 +68,7 @@ export const occlusion = defineMethod({
     const raw = tf.tensor3d(maps, [n, H, W]);
     const display = opts.display === 'positive' ? tf.relu(raw) : raw;
     try {
-      await writeSampleMaps(ctx, { raw, display }, {
+      await writeSampleMaps(ctx, { raw, display }, { reading: 'bright regions, when hidden, lowered the probability most',
         method: 'occlusion', title: 'Occlusion sensitivity', targets, alpha: opts.alpha,
         stats: (i) => ({
           patchHeight: geo.size[0], patchWidth: geo.size[1], strideY: geo.stride[0], strideX: geo.stride[1],

@@ -10,12 +10,22 @@ import { guidedGradCam } from './guided-grad-cam.ts';
 import { contrastiveGradCam } from './contrastive-grad-cam.ts';
 import { occlusion } from './occlusion.ts';
 import { activations } from './activations.ts';
+import { saliency } from './saliency.ts';
+import { smoothgrad } from './smoothgrad.ts';
+import { deconvnet } from './deconvnet.ts';
+import { guidedBackprop } from './guided-backprop.ts';
+import { integratedGradients } from './integrated-gradients.ts';
+import { topPatches } from './top-patches.ts';
 
 /**
  * The one list of methods. The config schema (`methods.<id>`), the CLI's `--only` choices, the
  * manifest's method list, the site navigation and the test matrix all derive from it.
  */
-export const METHODS = [modelSummary, datasetPredictions, filters, activations, occlusion, cam, gradCam, gradCamPlusPlus, guidedGradCam, contrastiveGradCam] as const satisfies readonly MethodDef[];
+export const METHODS = [
+  modelSummary, datasetPredictions, filters, activations, topPatches,
+  occlusion, saliency, smoothgrad, deconvnet, guidedBackprop, integratedGradients,
+  cam, gradCam, gradCamPlusPlus, guidedGradCam, contrastiveGradCam,
+] as const satisfies readonly MethodDef[];
 
 export type MethodId = (typeof METHODS)[number]['id'];
 export const METHOD_IDS = METHODS.map((m) => m.id) as readonly string[];

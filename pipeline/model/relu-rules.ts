@@ -52,7 +52,7 @@ export async function withReluRule<T>(rule: ReluRule, fn: () => T | Promise<T>):
   const saved = Object.keys(rules).map((k) => [k, tf.getGradient(k)] as const);
   const previous = current;
   try {
-    for (const [kernelName, original] of saved) {
+    for (const [kernelName] of saved) {
       if (rule === 'standard') {
         const std = STANDARD.get(kernelName);
         if (std) tf.registerGradient(std);

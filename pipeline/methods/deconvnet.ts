@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { runReluRuleGradients } from './attribution.ts';
+import { targetOption } from './targets.ts';
+import { defineMethod } from './types.ts';
+import { alphaOption } from './maps.ts';
+
+/**
+ * Deconvnet (Zeiler & Fergus 2014, "Visualizing and Understanding Convolutional Networks"), as an
+ * input gradient of the pre-softmax class score S_c with the ReLU backward rule replaced by
+ *   dx = max(dy, 0)            (the backward signal is rectified; the forward mask is ignored)
+ * for every ReLU of the model (LeakyReLU: leaky(dy); see model/relu-rules.ts), as Captum's
+ * Deconvolution. Simonyan et al. 2014 (sec. 4) showed the deconvnet differs from backpropagation
+ * only in this rule (unpooling with switches is the max-pool gradient; transposed filters are the
+ * conv gradient). The paper projects one feature map; like Captum we start from the class score.
+ * Output: g [H, W, C] as a signed gradient image (per-image min-max over all channels, see
+ * writeSignedImages; raw [H, W, C]) and max_k |g_k| as a heatmap (raw [H, W]).
+ */
+export const deconvnet = defineMethod({
+  id: 'deconvnet',
+  title: 'Deconvnet',
+  paper: 'Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks',
+  needs: { gradients: true },
+  options: z.strictObject({
+    enabled: z.boolean().default(true),
+    target: targetOption,
+    alpha: alphaOption,
+  }),
+  async run(ctx, opts) {
+    await runReluRuleGradients(ctx, 'deconvnet', { method: 'deconvnet', title: 'Deconvnet', target: opts.target, alpha: opts.alpha });
+  },
+});

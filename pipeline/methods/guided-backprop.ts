@@ -1,0 +1,30 @@
+import { z } from 'zod';
+import { runReluRuleGradients } from './attribution.ts';
+import { targetOption } from './targets.ts';
+import { defineMethod } from './types.ts';
+import { alphaOption } from './maps.ts';
+
+/**
+ * Guided backpropagation (Springenberg, Dosovitskiy, Brox & Riedmiller 2015, "Striving for
+ * Simplicity: The All Convolutional Net", sec. 3.4): the input gradient of the pre-softmax class
+ * score S_c with every ReLU's backward rule replaced by
+ *   dx = max(dy, 0) * [x > 0]    (the standard forward mask and the deconvnet's rectification)
+ * (LeakyReLU / ReLU6: the standard gradient, rectified; see model/relu-rules.ts), as Captum's
+ * GuidedBackprop. The rule is switched globally for the pass and always restored.
+ * Output: g [H, W, C] as a signed gradient image (per-image min-max over all channels, see
+ * writeSignedImages; raw [H, W, C]) and max_k |g_k| as a heatmap (raw [H, W]).
+ */
+export const guidedBackprop = defineMethod({
+  id: 'guided-backprop',
+  title: 'Guided backpropagation',
+  paper: 'Springenberg et al. 2015, Striving for Simplicity: The All Convolutional Net',
+  needs: { gradients: true },
+  options: z.strictObject({
+    enabled: z.boolean().default(true),
+    target: targetOption,
+    alpha: alphaOption,
+  }),
+  async run(ctx, opts) {
+    await runReluRuleGradients(ctx, 'guided', { method: 'guided-backprop', title: 'Guided backpropagation', target: opts.target, alpha: opts.alpha });
+  },
+});
