@@ -85,7 +85,8 @@ export function blend(image: Uint8Array, heat: Uint8Array, alpha: number): Uint8
 
 /** Encodes interleaved 8-bit pixels (1 or 3 channels) as PNG or WebP (lossless). */
 export async function encodeImage(pixels: Uint8Array, width: number, height: number, channels: 1 | 3, format: 'png' | 'webp'): Promise<Uint8Array> {
-  const img = sharp(Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength), { raw: { width, height, channels } });
+  let img = sharp(Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength), { raw: { width, height, channels } });
+  if (channels === 1) img = img.toColourspace('b-w');
   const buf = format === 'png' ? await img.png().toBuffer() : await img.webp({ lossless: true }).toBuffer();
   return new Uint8Array(buf);
 }

@@ -16,13 +16,14 @@ import { deconvnet } from './deconvnet.ts';
 import { guidedBackprop } from './guided-backprop.ts';
 import { integratedGradients } from './integrated-gradients.ts';
 import { topPatches } from './top-patches.ts';
+import { embedding } from './embedding.ts';
 
 /**
  * The one list of methods. The config schema (`methods.<id>`), the CLI's `--only` choices, the
  * manifest's method list, the site navigation and the test matrix all derive from it.
  */
 export const METHODS = [
-  modelSummary, datasetPredictions, filters, activations, topPatches,
+  modelSummary, datasetPredictions, filters, activations, topPatches, embedding,
   occlusion, saliency, smoothgrad, deconvnet, guidedBackprop, integratedGradients,
   cam, gradCam, gradCamPlusPlus, guidedGradCam, contrastiveGradCam,
 ] as const satisfies readonly MethodDef[];
