@@ -93,6 +93,53 @@ async function load(name: ConcreteBackend): Promise<BackendInfo> {
 const WASM_KERNELS_REPLACED = ['MaxPoolGrad'];
 let bridged = false;
 
+/**
+ * MaxPoolGrad for wasm over typed arrays: dx[argmax of each window] += dy, with the argmax the
+ * first strictly largest value in row-major window order (as tfjs-cpu and TensorFlow), padding
+ * excluded. Replaces both wasm's kernel (wrong for windows whose max is negative) and the bridged
+ * cpu kernel, whose per-element TensorBuffer access made it most of a Darknet backward pass.
+ */
+function maxPoolGradWasm({ inputs, attrs, backend }: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap; backend: unknown }): tf.TensorInfo {
+  const wasm = backend as WasmLike;
+  const { dy, input } = inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
+  const a = (attrs ?? {}) as { filterSize: [number, number] | number; strides: [number, number] | number; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
+  const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
+  const x = wasm.readSync(input.dataId) as Float32Array;
+  const g = wasm.readSync(dy.dataId) as Float32Array;
+  const dx = new Float32Array(x.length);
+  const { batchSize, inHeight, inWidth, inChannels: C, outHeight, outWidth, strideHeight, strideWidth, effectiveFilterHeight, effectiveFilterWidth, dilationHeight, dilationWidth } = info;
+  const top = info.padInfo.top;
+  const left = info.padInfo.left;
+  for (let b = 0; b < batchSize; b++) {
+    const xb = b * inHeight * inWidth * C;
+    for (let yR = 0; yR < outHeight; yR++) {
+      const r0 = yR * strideHeight - top;
+      let rMin = r0;
+      while (rMin < 0) rMin += dilationHeight;
+      const rMax = Math.min(inHeight, r0 + effectiveFilterHeight);
+      for (let yC = 0; yC < outWidth; yC++) {
+        const c0 = yC * strideWidth - left;
+        let cMin = c0;
+        while (cMin < 0) cMin += dilationWidth;
+        const cMax = Math.min(inWidth, c0 + effectiveFilterWidth);
+        const gOff = ((b * outHeight + yR) * outWidth + yC) * C;
+        for (let d = 0; d < C; d++) {
+          let best = Number.NEGATIVE_INFINITY;
+          let at = -1;
+          for (let r = rMin; r < rMax; r += dilationHeight) {
+            for (let c = cMin; c < cMax; c += dilationWidth) {
+              const i = xb + (r * inWidth + c) * C + d;
+              if (x[i] > best) { best = x[i]; at = i; }
+            }
+          }
+          if (at >= 0) dx[at] += g[gOff + d];
+        }
+      }
+    }
+  }
+  return wasm.makeOutput(input.shape, 'float32', undefined, dx);
+}
+
 function bridgeCpuKernelsToWasm(): void {
   if (bridged) return;
   bridged = true;
@@ -105,6 +152,8 @@ function bridgeCpuKernelsToWasm(): void {
       wasmNames.delete(name);
     }
   }
+  tf.registerKernel({ kernelName: 'MaxPoolGrad', backendName: 'wasm', kernelFunc: maxPoolGradWasm as unknown as tf.KernelFunc });
+  wasmNames.add('MaxPoolGrad');
   for (const kernel of tf.getKernelsForBackend('cpu')) {
     if (wasmNames.has(kernel.kernelName)) continue;
     const cpuFunc = kernel.kernelFunc;

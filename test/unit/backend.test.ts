@@ -60,6 +60,24 @@ describe('kernels bridged from cpu into wasm', () => {
     expect(g).toEqual(cpu);
   });
 
+  it('MaxPoolGrad equals cpu for overlapping windows, same padding, ties and odd sizes', async () => {
+    // values on a coarse grid so ties occur; a weighted sum so dy differs per output
+    const shape: [number, number, number, number] = [2, 7, 9, 3];
+    const xs = Array.from({ length: 2 * 7 * 9 * 3 }, (_, i) => ((i * 53) % 11) - 5);
+    const cases: [number, number, 'same' | 'valid'][] = [[3, 2, 'same'], [3, 1, 'valid'], [2, 2, 'same'], [3, 3, 'valid']];
+    for (const [size, stride, pad] of cases) {
+      const grad = () => tf.tidy(() => {
+        const x = tf.tensor4d(xs, shape);
+        return Array.from(tf.grad((v: tf.Tensor) => {
+          const y = tf.maxPool(v as tf.Tensor4D, size, stride, pad);
+          return tf.sum(tf.mul(y, tf.range(1, y.size + 1).reshape(y.shape)));
+        })(x).dataSync());
+      });
+      const onWasm = grad();
+      expect(onWasm, `${size}/${stride} ${pad}`).toEqual(await onCpu(grad));
+    }
+  });
+
   it('Conv2DBackpropFilter (a weight gradient) on wasm equals cpu', async () => {
     const x = vals(2 * 5 * 5 * 3, 1, 1);
     const f = vals(3 * 3 * 3 * 4, 2, 1);
