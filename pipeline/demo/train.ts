@@ -7,6 +7,7 @@ import { writeJsonAtomic } from '../fs-atomic.ts';
 import { ConsoleLogger, type Logger } from '../logger.ts';
 import { artifactsHandler, readModelArtifacts, saveLayersModel } from '../model/io.ts';
 import { IMAGE_SIZE, NUM_CLASSES, SPLIT_DESCRIPTION, loadDigits, type DigitSet } from './digits.ts';
+import { mulberry32 } from '../random.ts';
 
 /**
  * `npm run train:demo [-- --out <dir>]`: trains the embedded demo model, a small VGG-style CNN
@@ -88,17 +89,6 @@ export function buildDemoModel(config: Pick<TrainConfig, 'seed' | 'widths'> = DE
   return model;
 }
 
-/** A small seeded PRNG (mulberry32): uniform floats in [0,1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function shuffled(n: number, rand: () => number): Uint32Array {
   const order = new Uint32Array(n);

@@ -2,7 +2,7 @@ import TSNE from 'tsne-js';
 import { UMAP } from 'umap-js';
 import { exactKnn, type Knn } from './knn.ts';
 import { pca } from './pca.ts';
-import { gaussian, mulberry32 } from './random.ts';
+import { gaussian, mulberry32 } from '../random.ts';
 import { autoLearningRate, bhTsne, jointProbabilities } from './tsne-barnes-hut.ts';
 
 /**

@@ -3,7 +3,7 @@
  * coloured by group over a white square, drawn in a seeded shuffled order so no class always
  * lies on top.
  */
-import { mulberry32 } from './random.ts';
+import { mulberry32 } from '../random.ts';
 
 /** Tableau 10 then its light variants (matplotlib's tab20 order): 20 distinguishable colours. */
 export const PALETTE = [

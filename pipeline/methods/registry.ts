@@ -17,13 +17,14 @@ import { guidedBackprop } from './guided-backprop.ts';
 import { integratedGradients } from './integrated-gradients.ts';
 import { topPatches } from './top-patches.ts';
 import { embedding } from './embedding.ts';
+import { classVisualization } from './class-visualization.ts';
 
 /**
  * The one list of methods. The config schema (`methods.<id>`), the CLI's `--only` choices, the
  * manifest's method list, the site navigation and the test matrix all derive from it.
  */
 export const METHODS = [
-  modelSummary, datasetPredictions, filters, activations, topPatches, embedding,
+  modelSummary, datasetPredictions, filters, activations, topPatches, embedding, classVisualization,
   occlusion, saliency, smoothgrad, deconvnet, guidedBackprop, integratedGradients,
   cam, gradCam, gradCamPlusPlus, guidedGradCam, contrastiveGradCam,
 ] as const satisfies readonly MethodDef[];

@@ -13,7 +13,7 @@ import type { DatasetAccess, MethodContext } from '../../pipeline/methods/types.
 import { LayersAdapter } from '../../pipeline/model/layers-adapter.ts';
 import { loadModel } from '../../pipeline/model/load.ts';
 import { methodContext, readRaw, runMethod } from '../helpers/method-context.ts';
-import { gaussian } from '../../pipeline/embedding/random.ts';
+import { gaussian } from '../../pipeline/random.ts';
 
 const FIXTURES = resolve(import.meta.dirname, '../../../shared/fixtures');
 const haveFixtures = existsSync(resolve(FIXTURES, 'darknet-tiny/model.json')) && existsSync(resolve(FIXTURES, 'photos'));

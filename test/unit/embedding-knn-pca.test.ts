@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { exactKnn, knnLabelAgreement, knnOverlap } from '../../pipeline/embedding/knn.ts';
 import { pca, symmetricEigen } from '../../pipeline/embedding/pca.ts';
-import { gaussian } from '../../pipeline/embedding/random.ts';
+import { gaussian } from '../../pipeline/random.ts';
 import { drawScatter, PALETTE } from '../../pipeline/embedding/scatter.ts';
 
 // p0 (0,0) p1 (1,0) p2 (0,2) p3 (3,3) p4 (3,4) p5 (10,10)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { exactKnn, knnLabelAgreement } from '../../pipeline/embedding/knn.ts';
-import { gaussian } from '../../pipeline/embedding/random.ts';
+import { gaussian } from '../../pipeline/random.ts';
 import { bhGradient, bhTsne, calibratePerplexity, jointProbabilities, symmetrize, type SparseP } from '../../pipeline/embedding/tsne-barnes-hut.ts';
 
 /** The exact t-SNE gradient from its textbook form, dense: 4 sum_j (p_ij - q_ij) w_ij (y_i - y_j). */
