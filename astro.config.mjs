@@ -11,7 +11,10 @@ import convlensEscapeAttributeBrackets from './src/integrations/escape-attribute
  * - CONVLENS_BASE (default `/`): the URL path the site is served under; pages link relatively,
  *   so the same files also work from file:// and any other base
  * Telemetry is switched off here (it is read after the config loads); the build makes no network
- * requests (no fonts, no remote images, no prefetch, no client JS).
+ * requests (no fonts, no remote images, no prefetch). Client JS is only progressive enhancement,
+ * as classic scripts copied from public/js (they run from file:// too; module scripts do not).
+ * Besides the release, the site indexes every release in CONVLENS_OUTPUT_DIR/releases and
+ * compares the current one with each (src/lib/releases.ts).
  */
 process.env.ASTRO_TELEMETRY_DISABLED ??= '1';
 

@@ -10,7 +10,9 @@ import { parseManifest } from './manifest.ts';
 
 /**
  * Builds the static report site for one release with Astro (astro.config.mjs at the repo root,
- * pages in src/). The site reads only the release's manifest.json and the files it lists.
+ * pages in src/). The site reads only the release's manifest.json and the files it lists, plus,
+ * for the releases index and the compare pages, the other `<outputDir>/releases/<name>/manifest.json`
+ * and exactly the files of theirs that the compare pages show (copied to releases/<slug>/artifacts/).
  *
  * Conventions:
  * - The build goes to a hidden temp folder beside `siteDir` and is swapped in by rename, so a
@@ -172,12 +174,13 @@ async function swapIn(fresh: string, siteDir: string): Promise<void> {
   if (hadOld) await rm(old, { recursive: true, force: true });
 }
 
-/** HTML pages in a built site; copied release files under artifacts/ do not count. */
+/** HTML pages in a built site; copied release files (artifacts/, releases/<slug>/artifacts/) do not count. */
 async function countPages(dir: string): Promise<number> {
   let n = 0;
   for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
     if (!entry.isFile() || !entry.name.endsWith('.html')) continue;
-    if (relative(dir, join(entry.parentPath, entry.name)).split(sep)[0] !== 'artifacts') n++;
+    const parts = relative(dir, join(entry.parentPath, entry.name)).split(sep);
+    if (parts[0] !== 'artifacts' && !(parts[0] === 'releases' && parts[2] === 'artifacts')) n++;
   }
   return n;
 }

@@ -64,6 +64,12 @@ export function escapeAttributeBrackets(html: string): string {
   return out;
 }
 
+/** Release files copied into the site (`artifacts/...`, `releases/<slug>/artifacts/...`), as opposed to pages. */
+export function isCopiedFile(siteRelative: string): boolean {
+  const parts = siteRelative.split(sep).join('/').split('/');
+  return parts[0] === 'artifacts' || (parts[0] === 'releases' && parts[2] === 'artifacts');
+}
+
 /** Applies `escapeAttributeBrackets` to every built page (not to copied release files). */
 export default function convlensEscapeAttributeBrackets(): AstroIntegration {
   return {
@@ -74,7 +80,7 @@ export default function convlensEscapeAttributeBrackets(): AstroIntegration {
         for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
           if (!entry.isFile() || !entry.name.endsWith('.html')) continue;
           const file = join(entry.parentPath, entry.name);
-          if (relative(root, file).split(sep)[0] === 'artifacts') continue;
+          if (isCopiedFile(relative(root, file))) continue;
           const html = await readFile(file, 'utf8');
           const fixed = escapeAttributeBrackets(html);
           if (fixed !== html) await writeFile(file, fixed);

@@ -166,21 +166,66 @@ export function groupBySample(manifest: Manifest, artifacts: readonly Artifact[]
 export const FILTERS_METHOD = 'filters';
 
 /**
- * Where each artifact is shown: on its sample's page when it explains a known sample, on the
- * filters page for `filters`, otherwise on its method's page.
+ * Methods whose model-level artifacts have a home of their own rather than a method page:
+ * layer-bound ones on the layer pages, dataset predictions and class visualizations on the
+ * classes pages, the embedding on its page, the model summary in the overview's layer table.
+ */
+export const LAYER_METHODS = new Set([FILTERS_METHOD, 'activations', 'top-patches', 'class-visualization']);
+export const DATASET_PREDICTIONS_METHOD = 'dataset-predictions';
+export const CLASS_VISUALIZATION_METHOD = 'class-visualization';
+export const EMBEDDING_METHOD = 'embedding';
+export const MODEL_SUMMARY_METHOD = 'model-summary';
+export const METRICS_METHOD = 'metrics';
+/** The data artifact the metrics page reads; the page (and its nav entry) exist only with it. */
+export const METRICS_ARTIFACT = 'metrics/metrics';
+
+export function hasMetrics(manifest: Manifest): boolean {
+  return manifest.artifacts.some((a) => a.id === METRICS_ARTIFACT && a.kind === 'data');
+}
+
+/** Where an artifact is shown (besides the filters page, which repeats the filters of every layer). */
+export type Place =
+  | { page: 'sample'; sample: string }
+  | { page: 'layer'; layer: string }
+  | { page: 'classes' }
+  | { page: 'embedding' }
+  | { page: 'metrics' }
+  | { page: 'overview' }
+  | { page: 'filters' }
+  | { page: 'method'; method: string };
+
+export function placeOf(a: Artifact, sampleIds: ReadonlySet<string>, metrics = true): Place {
+  if (a.image !== undefined && sampleIds.has(a.image)) return { page: 'sample', sample: a.image };
+  if (a.method === METRICS_METHOD && metrics) return { page: 'metrics' };
+  if (a.method === MODEL_SUMMARY_METHOD && a.kind === 'data') return { page: 'overview' };
+  if (a.method === DATASET_PREDICTIONS_METHOD) return { page: 'classes' };
+  if (a.method === EMBEDDING_METHOD) return { page: 'embedding' };
+  if (a.method === FILTERS_METHOD && a.layer === undefined) return { page: 'filters' };
+  if (a.method === CLASS_VISUALIZATION_METHOD && a.layer === undefined && a.class !== undefined) return { page: 'classes' };
+  if (LAYER_METHODS.has(a.method) && a.layer !== undefined) return { page: 'layer', layer: a.layer };
+  return { page: 'method', method: a.method };
+}
+
+/**
+ * Where each artifact is shown: on its sample's page when it explains a known sample, on its
+ * layer's page, the classes, embedding or overview page for the methods that have one (see
+ * `placeOf`), otherwise on its method's page. Filters are also gathered on the filters page.
  */
 export function artifactsFor(manifest: Manifest) {
   const sampleIds = new Set(manifest.samples.map((s) => s.id));
-  const isSample = (a: Artifact) => a.image !== undefined && sampleIds.has(a.image);
+  const metrics = hasMetrics(manifest);
+  const placed = manifest.artifacts.map((a) => ({ a, place: placeOf(a, sampleIds, metrics) }));
+  const where = (page: Place['page']) => placed.filter((p) => p.place.page === page).map((p) => p.a);
   return {
     ofSample: (id: string) => manifest.artifacts.filter((a) => a.image === id && sampleIds.has(id)),
-    filters: manifest.artifacts.filter((a) => !isSample(a) && a.method === FILTERS_METHOD),
-    /** Model-level artifacts of every other method, grouped by method. */
-    methodPages: groupByMethod(
-      manifest,
-      manifest.artifacts.filter((a) => !isSample(a) && a.method !== FILTERS_METHOD),
-    ),
-    onSamples: manifest.artifacts.filter(isSample),
+    filters: manifest.artifacts.filter((a) => !(a.image !== undefined && sampleIds.has(a.image)) && a.method === FILTERS_METHOD),
+    /** Model-level artifacts of the methods without a home of their own, grouped by method. */
+    methodPages: groupByMethod(manifest, where('method')),
+    onSamples: where('sample'),
+    onLayers: where('layer'),
+    onClasses: where('classes'),
+    onEmbedding: where('embedding'),
+    onOverview: where('overview'),
   };
 }
 

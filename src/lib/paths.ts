@@ -19,8 +19,22 @@ export const routes = {
   filters: 'filters/',
   sample: (id: string) => `samples/${id}/`,
   method: (slug: string) => `methods/${slug}/`,
+  layers: 'layers/',
+  /** Layer slugs come from `layerSlugs`. */
+  layer: (slug: string) => `layers/${slug}/`,
+  classes: 'classes/',
+  /** Class pages are named by class index. */
+  class: (index: number) => `classes/${index}/`,
+  embedding: 'embedding/',
+  /** Trust metrics (src/pages/metrics/), built when the release has the metrics data artifact. */
+  metrics: 'metrics/',
+  releases: 'releases/',
+  /** The page comparing this release with another one; slugs come from `releaseSlugs`. */
+  compare: (slug: string) => `releases/${slug}/`,
   /** A file the manifest lists, copied to `artifacts/<same relative path>`. */
   artifact: (releasePath: string) => `artifacts/${releaseFileSegments(releasePath).join('/')}`,
+  /** A file of another release shown on its compare page, copied beside that page. */
+  otherArtifact: (slug: string, releasePath: string) => `releases/${slug}/artifacts/${releaseFileSegments(releasePath).join('/')}`,
 } as const;
 
 /** The segments of a manifest path (already schema-checked: relative, no `..`, no `\`), without empty or `.` parts. */
@@ -74,11 +88,26 @@ export function linkFrom(page: PageRoute): (to: string, fragment?: string) => st
  * always gives the same slugs; clashes get `-2`, `-3`, ... in list order.
  */
 export function methodSlugs(ids: readonly string[]): Map<string, string> {
+  return uniqueSlugs(ids, 'method');
+}
+
+/** Layer names (free text, e.g. `block1/conv:0`) to unique URL-safe slugs, as `methodSlugs`. */
+export function layerSlugs(names: readonly string[]): Map<string, string> {
+  return uniqueSlugs(names, 'layer');
+}
+
+/** Release folder names to unique URL-safe slugs, as `methodSlugs`. */
+export function releaseSlugs(names: readonly string[]): Map<string, string> {
+  return uniqueSlugs(names, 'release');
+}
+
+/** `[a-z0-9-]` slugs, unique in list order (clashes get `-2`, `-3`, ...). */
+export function uniqueSlugs(ids: readonly string[], fallback: string): Map<string, string> {
   const out = new Map<string, string>();
   const used = new Set<string>();
   for (const id of ids) {
     if (out.has(id)) continue;
-    const base = id.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') || 'method';
+    const base = id.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') || fallback;
     let slug = base;
     for (let n = 2; used.has(slug); n++) slug = `${base}-${n}`;
     used.add(slug);

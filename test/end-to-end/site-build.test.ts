@@ -7,13 +7,16 @@ import { ConvlensError } from '../../pipeline/errors.ts';
 import { MemoryLogger } from '../../pipeline/logger.ts';
 import type { Manifest } from '../../pipeline/manifest.ts';
 import { buildSite } from '../../pipeline/site.ts';
+import { listedFiles } from '../../src/lib/manifest.ts';
 import { FIXTURE_PARAMS, HOSTILE_CLASS, makeFixtureRelease } from '../fixtures/make-manifest.ts';
 
 /**
  * Builds the real site (Astro, no mocks) for the synthetic fixture release into a temp folder,
  * served under a non-root base, and checks it as a reader would get it from disk (file://).
+ * An older release (other predictions) sits beside it for the releases and compare pages.
  */
 const RELEASE = 'fixture-1';
+const OLDER = 'fixture-0';
 let work: string;
 let outputDir: string;
 let siteDir: string;
@@ -45,6 +48,7 @@ function attributes(html: string, name: string): string[] {
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'convlens-site-'));
   outputDir = join(work, 'output');
+  await makeFixtureRelease(outputDir, OLDER, { createdAt: '2025-11-20T08:00:00.000Z', variant: true });
   ({ manifest } = await makeFixtureRelease(outputDir, RELEASE));
   built = await buildSite({ outputDir, release: RELEASE, base: '/convlens-report/', logger });
   siteDir = built.siteDir;
@@ -65,8 +69,17 @@ describe('buildSite on a fixture release', () => {
       'index.html',
       'filters/index.html',
       ...manifest.samples.map((s) => `samples/${s.id}/index.html`),
-      'methods/model-summary/index.html',
       'methods/class-model/index.html',
+      'layers/index.html',
+      'layers/conv2d-1/index.html',
+      'layers/conv2d-2/index.html',
+      'classes/index.html',
+      'classes/0/index.html',
+      'classes/1/index.html',
+      'classes/2/index.html',
+      'embedding/index.html',
+      'releases/index.html',
+      `releases/${OLDER}/index.html`,
     ];
     expect([...pages.keys()].sort()).toEqual(expected.sort());
     expect(built.pages).toBe(expected.length);
@@ -84,7 +97,11 @@ describe('buildSite on a fixture release', () => {
     for (const a of manifest.artifacts) {
       listed.add(a.path);
       if (a.raw) listed.add(a.raw.path);
+      for (const f of a.files ?? []) listed.add(f);
     }
+    listed.add('summary.md');
+    listed.add('summary.html');
+    expect(new Set(listedFiles(manifest))).toEqual(listed);
     const copied = (await listFiles(join(siteDir, 'artifacts'))).sort();
     expect(copied).toEqual([...listed].sort());
     for (const f of copied) {
@@ -92,7 +109,20 @@ describe('buildSite on a fixture release', () => {
       expect(a.equals(b), f).toBe(true);
     }
     const top = (await readdir(siteDir)).sort();
-    expect(top).toEqual(['artifacts', 'filters', 'index.html', 'methods', 'samples']);
+    expect(top).toEqual(['artifacts', 'classes', 'embedding', 'favicon.svg', 'filters', 'index.html', 'js', 'layers', 'methods', 'releases', 'samples']);
+  });
+
+  it('shows every picture of the release on some page', () => {
+    const referenced = new Set([...pages.values()].flatMap((h) => [...attributes(h, 'src'), ...attributes(h, 'href')]).map((u) => decodeURIComponent(u.split('#')[0]).replace(/^(\.\.\/)+/, '')));
+    for (const a of manifest.artifacts) {
+      expect(referenced.has(`artifacts/${a.path}`), a.id).toBe(true);
+    }
+  });
+
+  it('keeps every page small', async () => {
+    let largest = 0;
+    for (const [page, html] of pages) largest = Math.max(largest, Buffer.byteLength(html));
+    expect(largest).toBeLessThan(3 * 1024 * 1024);
   });
 
   it('links only relatively, and every local href/src resolves to a file (and anchor)', async () => {
@@ -162,6 +192,83 @@ describe('buildSite on a fixture release', () => {
     expect(cat).toContain('class-2.npy');
     const dog = pages.get('samples/dog-02/index.html')!;
     expect(dog).toContain('href="../../samples/cat-01/index.html" rel="prev"');
+  });
+
+  it('puts the explanations side by side with one legend, radio tabs for several targets and stackable overlays', () => {
+    const cat = pages.get('samples/cat-01/index.html')!;
+    expect(cat).toContain('Colour map <strong>turbo</strong>');
+    expect(cat).toMatch(/class="legend-ramp"[^>]*style="background: linear-gradient\(to right, rgb\(/);
+    expect(cat).toContain('src="../../js/report.js"');
+    // contrastive Grad-CAM: two targets -> two radios in one group, the first checked
+    const radios = [...cat.matchAll(/<input type="radio" class="tab-radio[^"]*" name="([^"]+)" id="[^"]+"( checked)?/g)];
+    const groups = new Map<string, number>();
+    for (const r of radios) groups.set(r[1], (groups.get(r[1]) ?? 0) + 1);
+    expect([...groups.values()]).toContain(2);
+    expect(cat).toContain('cat vs dog');
+    expect(cat).toContain('cat vs &lt;img src=x onerror=alert(1)&gt;');
+    // heatmap + overlay: the overlay shows without JS, the data attributes say what to stack
+    expect(cat).toMatch(/data-heat="..\/..\/artifacts\/grad-cam\/cat-01\/0-heatmap.png"/);
+    expect(cat).toContain('src="../../artifacts/grad-cam/cat-01/0-overlay.png"');
+    expect(cat).toContain('data-heat-controls hidden');
+    // the original is a click away
+    expect(cat).toContain('href="../../artifacts/samples/cat-01.png"');
+  });
+
+  it('has a page per layer with filters, activations, top patches and feature visualizations', () => {
+    const c1 = pages.get('layers/conv2d-1/index.html')!;
+    expect(c1).toContain('filters/conv2d_1.png');
+    expect(c1).toContain('activations/cat-01/conv2d_1-channels.png');
+    expect(c1).toContain('id="act-cat-01"');
+    const c2 = pages.get('layers/conv2d-2/index.html')!;
+    expect(c2).toContain('top-patches/conv2d_2/channel-0.png');
+    expect(c2).toContain('top-patches/conv2d_2/patches.json');
+    expect(c2).toContain('class-visualization/conv2d_2-channel-3.png');
+    expect(pages.get('index.html')).toContain('href="layers/conv2d-1/index.html"');
+  });
+
+  it('shows class visualizations with the probability reached, flags misses, and the most and least sure images', () => {
+    const index = pages.get('classes/index.html')!;
+    expect(index).toContain('97.0 %');
+    expect(index).toContain('did not reach the target');
+    expect(index).toContain('Top-1 accuracy 50.0 %');
+    const hostile = pages.get('classes/2/index.html')!;
+    expect(hostile).toContain('did not reach the target');
+    expect(hostile).toContain('dataset-predictions/thumbs/img-4.png');
+    expect(hostile).toContain('dataset-predictions/thumbs/img-5.png');
+    expect(pages.get('index.html')).toContain('50.0 % top-1 on 6 labelled images');
+  });
+
+  it('gives the embedding page its points (escaped, in an attribute), the static scatter and the misclassified list', () => {
+    const page = pages.get('embedding/index.html')!;
+    const raw = /data-scatter="([^"]*)"/.exec(page)![1];
+    expect(raw).not.toContain('<');
+    const data = JSON.parse(decodeEntities(raw));
+    expect(data.n).toBe(6);
+    expect(data.labels).toContain(HOSTILE_CLASS);
+    expect(data.thumb.prefix + data.thumb.mid[0] + data.thumb.suffix).toBe('../artifacts/embedding/thumbs/img-0.png');
+    expect(page).toContain('src="../artifacts/embedding/scatter.png"');
+    expect(page).toContain('Misclassified images (3)');
+    expect(page).toContain('src="../js/scatter.js"');
+  });
+
+  it('lists every release newest first and compares this one with the others', async () => {
+    const index = pages.get('releases/index.html')!;
+    expect(index.indexOf(RELEASE)).toBeLessThan(index.lastIndexOf(OLDER));
+    expect(index).toContain(`href="../releases/${OLDER}/index.html"`);
+    expect(index).toContain('25.0 %');
+    const cmp = pages.get(`releases/${OLDER}/index.html`)!;
+    expect(cmp).toMatch(new RegExp(`<h1[^>]*>${RELEASE} <span[^>]*>vs</span> ${OLDER}</h1>`));
+    expect(cmp).toContain('top-1 changed');
+    expect(cmp).toContain('+30.0 pp'); // cat: 0.71 now, 0.41 before
+    // only the other release's files the page shows are copied, beside it
+    const prefix = `../../releases/${OLDER}/`;
+    const shown = new Set(attributes(cmp, 'src').filter((u) => u.startsWith(prefix)).map((u) => decodeURIComponent(u.slice(prefix.length))));
+    expect(attributes(cmp, 'src').some((u) => u.startsWith('../../artifacts/'))).toBe(true);
+    const copied = new Set((await listFiles(join(siteDir, 'releases', OLDER, 'artifacts'))).map((f) => `artifacts/${f}`));
+    expect(copied.size).toBeGreaterThan(3);
+    expect(copied).toEqual(shown);
+    expect(copied.has('artifacts/grad-cam/cat-01/0-overlay.png')).toBe(true);
+    expect(copied.has('artifacts/summary.html')).toBe(false);
   });
 
   it('keeps the previous site whole when a build fails', async () => {
