@@ -5,6 +5,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { BACKEND_CHOICES } from './backend.ts';
 import { COLORMAPS } from './render.ts';
+import { metricsOptions } from './metrics/options.ts';
 import { ConvlensError, nearest } from './errors.ts';
 import { METHODS, methodsSchema, methodDefaults } from './methods/registry.ts';
 
@@ -27,6 +28,7 @@ export const DEFAULTS = {
   output: { dir: 'output', imageFormat: 'png' as 'png' | 'webp', colormap: 'turbo' as const },
   site: { base: '/', title: undefined as string | undefined },
   methods: methodDefaults(),
+  metrics: metricsOptions.parse({}),
 };
 
 
@@ -79,6 +81,7 @@ export const ConfigSchema = z.strictObject({
     title: z.string().optional(),
   }).prefault({}),
   methods: methodsSchema(),
+  metrics: metricsOptions.describe('Trust metrics for the maps: deletion/insertion, randomization, pointing game'),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

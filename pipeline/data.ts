@@ -48,7 +48,16 @@ export interface ImageRef {
   labelName?: string;
   /** Error prefix naming where the ref came from, e.g. `viz.yaml: data.samples.folder`. */
   origin?: string;
+  /**
+   * Bounding box of the object, [x0, y0, x1, y1] in the original image's pixels (edges: the box
+   * spans x0 <= x <= x1, y0 <= y <= y1 with pixel (u, v) covering [u, u+1] x [v, v+1]), from a
+   * list's `box` column or field; `boxToInput` maps it to the model input.
+   */
+  box?: Box;
 }
+
+/** [x0, y0, x1, y1], x0 < x1 and y0 < y1, in continuous pixel coordinates. */
+export type Box = [number, number, number, number];
 
 /** The `input` section with every default filled in from the model. */
 export interface Preprocessing {
@@ -172,9 +181,10 @@ function indexLabel(i: number, classNames: readonly string[] | undefined, site: 
  *  - folder: `<folder>/<class>/**` images (class = top-level subfolder name; images directly in
  *    the folder have no label), ordered by class (index, then name) then natural file order.
  *    Under a limit, classes are taken round-robin so each gets an equal share (or all it has).
- *  - list: CSV `path,label` (header optional; a header row may name columns `path`/`file`/
- *    `image` and `label`/`class`) or JSON `[{path, label?}]` / `["path"]`; paths relative to
- *    the list file; the first `limit` rows in list order.
+ *  - list: CSV `path,label[,box]` (header optional; a header row may name columns `path`/`file`/
+ *    `image`, `label`/`class` and `box` or `x0,y0,x1,y1`) or JSON `[{path, label?, box?}]` /
+ *    `["path"]`; paths relative to the list file; the first `limit` rows in list order. A box
+ *    (the object's bounding box, for the pointing game) is in the original image's pixels.
  *  - files: paths relative to the config file, no labels, the first `limit`.
  * Every path is checked to exist; decoding happens later (`loadImages`, `batches`).
  */
@@ -197,11 +207,13 @@ export async function listImages(source: DataSource, ctx: ListContext): Promise<
     const ref: ImageRef = { id: ids[i], path: r.path, source: r.source, origin: r.origin };
     if (r.label !== undefined) ref.label = r.label;
     if (r.labelName !== undefined) ref.labelName = r.labelName;
+    if (r.box !== undefined) ref.box = r.box;
     return ref;
   });
 }
 
 interface Row extends LabelResult {
+  box?: Box;
   path: string;
   source: string;
   idBase: string;
@@ -319,6 +331,7 @@ const isImageName = (name: string) => (IMAGE_EXTENSIONS as readonly string[]).in
 interface ListEntry {
   path: string;
   label?: string | number;
+  box?: Box;
   /** `line 3` (CSV) or `item 2` (JSON), 1-based. */
   where: string;
 }
@@ -359,6 +372,7 @@ async function listFromFile(list: string, limit: number, ctx: ListContext, confi
       origin,
       label: lab.label,
       labelName: lab.labelName,
+      box: e.box,
     } satisfies Row;
   });
   if (unmatched > 0) {
@@ -404,16 +418,76 @@ export function parseCsv(text: string): { cells: string[]; line: number }[] {
 
 const PATH_HEADERS = ['path', 'file', 'filename', 'file_name', 'filepath', 'image', 'image_path', 'img'];
 const LABEL_HEADERS = ['label', 'class', 'class_name', 'classname', 'target', 'category', 'y'];
+const BOX_HEADERS = ['box', 'bbox', 'bounding_box'];
+const CORNER_HEADERS = [['x0', 'y0', 'x1', 'y1'], ['xmin', 'ymin', 'xmax', 'ymax']];
+
+const BOX_HINT = 'A box is x0,y0,x1,y1 in the original image\'s pixels (left, top, right, bottom; x0 < x1, y0 < y1): in CSV one quoted cell "x0,y0,x1,y1" in a box column (or four columns x0,y0,x1,y1), in JSON "box": [x0, y0, x1, y1].';
 
 /**
- * CSV list: `path[,label]` per row. The first row is a header when one of its cells is a path
- * column name (`path`, `file`, `image`, ...); then columns are found by name (`label`, `class`,
- * ...), otherwise column 1 is the path and column 2 the label. An empty label cell means none.
+ * A box as written: four numbers (a string split at commas, semicolons or spaces, or an array),
+ * x0 < x1, y0 < y1, none negative. Empty / null / undefined: no box. Throws a message on error.
+ */
+export function parseBox(value: unknown): Box | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const parts = typeof value === 'string' ? value.trim().replace(/^[[(]|[\])]$/g, '').split(/[\s,;]+/).filter(Boolean) : value;
+  if (!Array.isArray(parts)) throw new Error(`box must be four numbers x0,y0,x1,y1, got ${JSON.stringify(value)}`);
+  const nums = parts.map((p) => (typeof p === 'number' ? p : typeof p === 'string' && p.trim() !== '' ? Number(p) : NaN));
+  if (nums.length !== 4 || nums.some((v) => !Number.isFinite(v))) throw new Error(`box must be four numbers x0,y0,x1,y1, got ${JSON.stringify(value)}`);
+  const [x0, y0, x1, y1] = nums;
+  if (x0 < 0 || y0 < 0) throw new Error(`box ${JSON.stringify(value)} has a negative corner`);
+  if (!(x1 > x0) || !(y1 > y0)) throw new Error(`box ${JSON.stringify(value)} is empty: it needs x0 < x1 and y0 < y1`);
+  return [x0, y0, x1, y1];
+}
+
+/**
+ * A box in the original image's pixels mapped to the model input [H, W], as the resize in
+ * `preprocessImage` moves the pixels (sharp/libvips geometry: the scaled size is rounded, the
+ * centred offset floored), then clipped to the input:
+ *  - fill:    x' = x * W / w,  y' = y * H / h;
+ *  - contain: s = min(W / w, H / h), scaled size (round(w s), round(h s)), placed at
+ *             (floor((W - sw) / 2), floor((H - sh) / 2));
+ *  - cover:   s = max(W / w, H / h), same scaled size, the centre crop starting at
+ *             (floor((sw - W) / 2), floor((sh - H) / 2)).
+ * Undefined when nothing of the box is left inside the input (cropped away by cover).
+ */
+export function boxToInput(box: Box, original: { width: number; height: number }, pre: Pick<Preprocessing, 'size' | 'resize'>): Box | undefined {
+  const [H, W] = pre.size;
+  const { width: w, height: h } = original;
+  let sx: number, sy: number, ox = 0, oy = 0;
+  if (pre.resize === 'fill') {
+    sx = W / w;
+    sy = H / h;
+  } else {
+    const s = pre.resize === 'contain' ? Math.min(W / w, H / h) : Math.max(W / w, H / h);
+    const sw = Math.max(1, Math.round(w * s));
+    const sh = Math.max(1, Math.round(h * s));
+    sx = sw / w;
+    sy = sh / h;
+    if (pre.resize === 'contain') {
+      ox = Math.floor((W - sw) / 2);
+      oy = Math.floor((H - sh) / 2);
+    } else {
+      ox = -Math.floor((sw - W) / 2);
+      oy = -Math.floor((sh - H) / 2);
+    }
+  }
+  const clip = (v: number, hi: number) => Math.min(hi, Math.max(0, v));
+  const out: Box = [clip(box[0] * sx + ox, W), clip(box[1] * sy + oy, H), clip(box[2] * sx + ox, W), clip(box[3] * sy + oy, H)];
+  return out[2] > out[0] && out[3] > out[1] ? out : undefined;
+}
+
+/**
+ * CSV list: `path[,label[,box]]` per row. The first row is a header when one of its cells is a
+ * path column name (`path`, `file`, `image`, ...); then columns are found by name (`label`,
+ * `class`, ...; `box`/`bbox` holding "x0,y0,x1,y1", or four columns `x0,y0,x1,y1` /
+ * `xmin,ymin,xmax,ymax`), otherwise column 1 is the path, column 2 the label and column 3 the box
+ * (a quoted "x0,y0,x1,y1") or columns 3-6 its corners. Empty label or box cells mean none.
  */
 function parseCsvList(text: string, given: string, origin: string): ListEntry[] {
   const rows = parseCsv(text);
   let pathCol = 0;
   let labelCol: number | undefined = 1;
+  let boxCols: number[] | 'positional' = 'positional';
   if (rows.length > 0) {
     const head = rows[0].cells.map((c) => c.toLowerCase());
     const p = head.findIndex((c) => PATH_HEADERS.includes(c));
@@ -421,6 +495,9 @@ function parseCsvList(text: string, given: string, origin: string): ListEntry[] 
       pathCol = p;
       const l = head.findIndex((c) => LABEL_HEADERS.includes(c));
       labelCol = l >= 0 ? l : undefined;
+      const b = head.findIndex((c) => BOX_HEADERS.includes(c));
+      const corners = CORNER_HEADERS.map((names) => names.map((n) => head.indexOf(n))).find((idx) => idx.every((i) => i >= 0));
+      boxCols = b >= 0 ? [b] : corners ?? [];
       rows.shift();
     }
   }
@@ -432,7 +509,15 @@ function parseCsvList(text: string, given: string, origin: string): ListEntry[] 
       });
     }
     const label = labelCol === undefined ? '' : (r.cells[labelCol] ?? '');
-    return { path, label: label === '' ? undefined : label, where: `line ${r.line}` };
+    const cols = boxCols === 'positional' ? (r.cells.length >= 6 ? [2, 3, 4, 5] : [2]) : boxCols;
+    const cells = cols.map((c) => r.cells[c] ?? '');
+    let box: Box | undefined;
+    try {
+      box = cells.every((c) => c === '') ? undefined : parseBox(cells.length === 1 ? cells[0] : cells);
+    } catch (err) {
+      throw new ConvlensError(`${origin}: ${basename(given)} line ${r.line}: ${(err as Error).message}`, { hint: BOX_HINT });
+    }
+    return { path, label: label === '' ? undefined : label, where: `line ${r.line}`, ...(box ? { box } : {}) };
   });
 }
 
@@ -459,7 +544,13 @@ function parseJsonList(text: string, given: string, origin: string): ListEntry[]
     if (typeof o.path !== 'string' || o.path.trim() === '') throw bad('"path" must be a non-empty string');
     const label = o.label;
     if (label !== undefined && label !== null && typeof label !== 'string' && typeof label !== 'number') throw bad('"label" must be a class name (string) or a class index (number)');
-    return { path: o.path.trim(), label: label === null || label === '' ? undefined : label as string | number | undefined, where };
+    let box: Box | undefined;
+    try {
+      box = parseBox(o.box);
+    } catch (err) {
+      throw new ConvlensError(`${origin}: ${basename(given)} ${where}: ${(err as Error).message}`, { hint: BOX_HINT });
+    }
+    return { path: o.path.trim(), label: label === null || label === '' ? undefined : label as string | number | undefined, where, ...(box ? { box } : {}) };
   });
 }
 

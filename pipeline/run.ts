@@ -8,7 +8,9 @@ import { batches, listImages, loadImages, readLabelsFile, resolvePreprocessing, 
 import { ConvlensError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { type Manifest, type Prediction, SCHEMA_VERSION, type Sample } from './manifest.ts';
-import { METHODS } from './methods/registry.ts';
+import { METHOD_IDS, METHODS } from './methods/registry.ts';
+import { metricsProblems } from './metrics/options.ts';
+import { runMetrics } from './metrics/run-metrics.ts';
 import type { DatasetAccess, MethodDef, SampleItem } from './methods/types.ts';
 import type { ModelAdapter } from './model/adapter.ts';
 import { loadModel } from './model/load.ts';
@@ -77,7 +79,7 @@ export async function prepare(configFile: string, logger: Logger): Promise<Prepa
     logger.warn(`${skipped.map((m) => m.def.id).join(', ')} skipped: ${label} has no data.dataset (add one, or set methods.<id>.enabled: false to silence this)`);
   }
   const methods = enabled.filter((m) => !skipped.includes(m));
-  const problems = methods.flatMap(({ def, opts }) => (def.check?.(opts, model, classes) ?? []).map((p) => ({ path: `methods.${def.id}.${p.key}`, message: p.message.replace(/^viz\.yaml: [^:]+: /, '') })));
+  const problems = [...methods.flatMap(({ def, opts }) => (def.check?.(opts, model, classes) ?? []).map((p) => ({ path: `methods.${def.id}.${p.key}`, message: p.message.replace(/^viz\.yaml: [^:]+: /, '') }))), ...metricsProblems(config.metrics, METHOD_IDS)];
   if (problems.length) throw new ConfigError(label, problems);
   return { loaded, model, source: config.model.path, format, classes, methods, backend };
 }
@@ -158,6 +160,9 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
       timings.push({ stage: def.id, ms: Math.round(performance.now() - t0), count: made });
     }
 
+    await timed('metrics', () => runMetrics(ctx, { methods, refs: sampleRefs }, config.metrics));
+    const hasMetrics = writer.artifacts.some((a) => a.method === 'metrics');
+
     const manifest: Manifest = {
       schemaVersion: SCHEMA_VERSION,
       release,
@@ -174,7 +179,10 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
         params: model.countParams(),
         layers: model.layers.map((l) => ({ name: l.name, type: l.type, outputShape: l.outputShape, params: l.params, inputs: l.inputs })),
       },
-      methods: methods.map(({ def }) => ({ id: def.id, title: def.title, ...(def.paper ? { paper: def.paper } : {}) })),
+      methods: [
+        ...methods.map(({ def }) => ({ id: def.id, title: def.title, ...(def.paper ? { paper: def.paper } : {}) })),
+        ...(hasMetrics ? [{ id: 'metrics', title: 'Trust metrics' }] : []),
+      ],
       render: { colormap: config.output.colormap, imageFormat: config.output.imageFormat },
       samples,
       dataset: { count: datasetRefs.length },

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Manifest } from './manifest.ts';
+import { metricsTableHtml, metricsTableMarkdown } from './metrics/table.ts';
 
 const TEMPLATES = join(dirname(fileURLToPath(import.meta.url)), 'templates');
 
@@ -41,7 +42,11 @@ export async function renderSummaries(manifest: Manifest, releaseDir: string, ex
 
   const titleOf = new Map(manifest.methods.map((m) => [m.id, m.title]));
   const pictures = manifest.artifacts.filter((a) => a.kind === 'image');
+  const metricsArtifact = manifest.artifacts.find((a) => a.id === 'metrics/metrics' && a.kind === 'data');
+  const metricsJson: unknown = metricsArtifact ? JSON.parse(await readFile(join(releaseDir, metricsArtifact.path), 'utf8')) : undefined;
   const view = {
+    metricsMarkdown: metricsJson ? metricsTableMarkdown(metricsJson) : '',
+    metricsHtml: metricsJson ? metricsTableHtml(metricsJson) : '',
     release: manifest.release,
     createdAt: manifest.createdAt,
     model: manifest.model,

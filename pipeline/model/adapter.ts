@@ -89,7 +89,57 @@ export interface ModelAdapter {
   withReluRule<T>(rule: ReluRule, fn: () => T | Promise<T>): Promise<T>;
   /** Weight tensors of a layer (kernel first, then bias), owned by the model: do not dispose. */
   weights(layerName: string): tf.Tensor[];
+  /** Whether `withRandomizedLayers` is supported (LayersModels: yes; GraphModels: no). */
+  readonly randomizable: boolean;
+  /**
+   * Runs fn with every weight of the named layers re-initialised by seeded draws from Keras'
+   * default initializers (see `initialWeight`), as the model-parameter randomization test needs,
+   * and always restores the exact original weights afterwards (the same buffers; also when fn
+   * throws). A layer's draws depend only on (seed, layer name, weight index), so a cascade that
+   * randomizes more and more layers keeps the layers randomized earlier at the same values.
+   */
+  withRandomizedLayers<T>(layerNames: readonly string[], seed: number, fn: () => T | Promise<T>): Promise<T>;
   dispose(): void;
+}
+
+/**
+ * The re-initialised value of one weight, Keras' default initializer for it, by the weight's
+ * name (the last path segment, without a `_N` suffix tfjs may add):
+ *  - kernel, depthwise_kernel, pointwise_kernel, recurrent_kernel, embeddings: Glorot-uniform,
+ *    U(-l, l) with l = sqrt(6 / (fan_in + fan_out)); for a kernel [..., in, out] the fans are
+ *    in * r and out * r, r = the product of the leading (receptive field) dimensions;
+ *  - gamma, moving_variance: ones; everything else (bias, beta, moving_mean, PReLU alpha): zeros.
+ * Adebayo et al. re-initialise all weights of a layer (kernels from the layer's initializer
+ * distribution); the constant parts follow Keras' defaults, so a re-initialised batch
+ * normalization layer is the identity up to its epsilon.
+ */
+export function initialWeight(name: string, shape: readonly number[], seed: number): tf.Tensor {
+  const base = (name.split('/').pop() ?? name).replace(/_\d+$/, '').replace(/:\d+$/, '');
+  if (['kernel', 'depthwise_kernel', 'pointwise_kernel', 'recurrent_kernel', 'embeddings'].includes(base)) {
+    const [fanIn, fanOut] = fans(shape);
+    const limit = Math.sqrt(6 / Math.max(1, fanIn + fanOut));
+    return tf.randomUniform([...shape], -limit, limit, 'float32', seed);
+  }
+  return ['gamma', 'moving_variance'].includes(base) ? tf.ones([...shape]) : tf.zeros([...shape]);
+}
+
+/** Keras' compute_fans (channels last). */
+function fans(shape: readonly number[]): [number, number] {
+  if (shape.length === 0) return [1, 1];
+  if (shape.length === 1) return [shape[0], shape[0]];
+  if (shape.length === 2) return [shape[0], shape[1]];
+  const receptive = shape.slice(0, -2).reduce((a, b) => a * b, 1);
+  return [shape[shape.length - 2] * receptive, shape[shape.length - 1] * receptive];
+}
+
+/** A 32-bit seed per (seed, layer, weight index): FNV-1a of the three. */
+export function weightSeed(seed: number, layer: string, index: number): number {
+  let h = 0x811c9dc5;
+  for (const ch of `${seed}\u0000${layer}\u0000${index}`) {
+    h ^= ch.codePointAt(0)!;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
 }
 
 /** Keeps the backward pass well inside the 4 GiB wasm heap (see the tfjs note): ~1 GiB budget. */

@@ -149,6 +149,15 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     }));
   }
 
+  /** GraphModel weights live inside the graph executor, which offers no way to swap them. */
+  readonly randomizable = false;
+
+  withRandomizedLayers<T>(): Promise<T> {
+    return Promise.reject(new ConvlensError('re-initialising layer weights is not supported for GraphModels', {
+      hint: 'The model-parameter randomization test needs a LayersModel; set metrics.randomization.enabled: false to skip it.',
+    }));
+  }
+
   dispose(): void {
     this.model.dispose();
   }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConvlensError } from '../errors.ts';
-import { BaseAdapter, backwardBatchFor, type ConvGeometry, type GradientResult, type LayerInfo, type ModelAdapter, type Objective } from './adapter.ts';
+import { BaseAdapter, backwardBatchFor, initialWeight, weightSeed, type ConvGeometry, type GradientResult, type LayerInfo, type ModelAdapter, type Objective } from './adapter.ts';
 
 /* Internals of tfjs-layers read here (stable since tfjs 1.x): Container.nodesByDepth, Node.*, and
  * the conv/dense fields kernel, bias, strides, padding, dilationRate, dataFormat, activation,
@@ -11,7 +11,7 @@ interface LLayer {
   name: string;
   getClassName(): string;
   countParams(): number;
-  weights: { read(): tf.Tensor }[];
+  weights: { read(): tf.Tensor; name: string; originalName?: string }[];
   call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[];
   inboundNodes: LNode[];
   outputShape: (number | null)[] | (number | null)[][];
@@ -195,6 +195,42 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
         escaped?.dispose();
       }
     }));
+  }
+
+  readonly randomizable = true;
+
+  /**
+   * Weights are tfjs Variables (LayerVariable.read() is the Variable itself), which every call
+   * reads afresh. Each is pointed at a fresh draw with Variable.assign (bypassing the layer's
+   * constraint) while a clone keeps the original buffer alive; the restore assigns that clone back,
+   * so the weights afterwards are the very same buffers, bit for bit.
+   */
+  async withRandomizedLayers<T>(layerNames: readonly string[], seed: number, fn: () => T | Promise<T>): Promise<T> {
+    const targets = [...new Set(layerNames)].flatMap((name) => {
+      this.layer(name);
+      return (this.rawLayers.get(name)?.weights ?? [])
+        .map((w, index) => ({ variable: w.read() as tf.Variable, name: w.originalName ?? w.name, layer: name, index }))
+        .filter((t) => t.variable.dtype === 'float32');
+    });
+    const saved: { variable: tf.Variable; original: tf.Tensor }[] = [];
+    try {
+      for (const t of targets) {
+        const original = tf.clone(t.variable);
+        saved.push({ variable: t.variable, original });
+        const fresh = initialWeight(t.name, t.variable.shape, weightSeed(seed, t.layer, t.index));
+        try {
+          t.variable.assign(fresh);
+        } finally {
+          fresh.dispose();
+        }
+      }
+      return await fn();
+    } finally {
+      for (const { variable, original } of saved.reverse()) {
+        variable.assign(original);
+        original.dispose();
+      }
+    }
   }
 
   dispose(): void {

@@ -78,7 +78,7 @@ describe('convlens report (CLI, end to end)', () => {
     expect(manifest.samples[0].labelName).toBe('circle');
     expect(manifest.samples[0].predictions).toHaveLength(3);
     expect(manifest.dataset.count).toBe(2);
-    expect(manifest.methods.map((m) => m.id)).toEqual(METHODS.map((m) => m.id));
+    expect(manifest.methods.map((m) => m.id)).toEqual([...METHODS.map((m) => m.id), 'metrics']);
     // every artifact and raw file exists; raw maps load back with their shape
     for (const a of manifest.artifacts) {
       expect(existsSync(join(releaseDir, a.path)), a.path).toBe(true);

@@ -79,7 +79,7 @@ describe('config', () => {
       const e = err as ConfigError;
       expect(e.message.split('\n')).toEqual([
         'viz.yaml: compute.batchSize: must be > 0',
-        'viz.yaml: foo: unknown key "foo"; did you mean "model"? (known: release, model, input, data, compute, output, site, methods)',
+        'viz.yaml: foo: unknown key "foo"; did you mean "model"? (known: release, model, input, data, compute, output, site, methods, metrics)',
       ]);
       expect(e.hint).toContain('viz.schema.json');
     }

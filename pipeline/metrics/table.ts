@@ -1,0 +1,110 @@
+import type { MetricsJson, MetricsRow } from './types.ts';
+
+/**
+ * The summary table of metrics.json (method x metric, best per column, the random baseline row,
+ * flags), as rows for the site and as Markdown / HTML for summary.md / summary.html.
+ */
+
+type Column = MetricsRow['best'][number];
+
+export const COLUMNS: { key: Column; title: string; better: 'lower' | 'higher' | 'zero'; present: (m: MetricsJson) => boolean }[] = [
+  { key: 'deletion', title: 'Deletion AUC', better: 'lower', present: (m) => m.deletion !== undefined },
+  { key: 'insertion', title: 'Insertion AUC', better: 'higher', present: (m) => m.insertion !== undefined },
+  { key: 'randomization', title: 'Randomization ρ', better: 'zero', present: (m) => m.randomization?.supported === true && m.randomization.steps.length > 0 },
+  { key: 'pointing', title: 'Pointing game', better: 'higher', present: (m) => (m.pointingGame?.boxes.length ?? 0) > 0 },
+];
+
+/**
+ * Rows with `best` filled in: per column the best non-baseline value(s) (ties all marked). For
+ * the randomization correlation the best is the one closest to 0 (least similar to the original).
+ */
+export function markBest(rows: MetricsRow[]): MetricsRow[] {
+  for (const c of COLUMNS) {
+    const score = (r: MetricsRow) => (c.better === 'zero' ? Math.abs(r[c.key] as number) : (r[c.key] as number));
+    const vals = rows.filter((r) => !r.baseline && r[c.key] !== null).map(score);
+    if (vals.length === 0) continue;
+    const best = c.better === 'higher' ? Math.max(...vals) : Math.min(...vals);
+    for (const r of rows) if (!r.baseline && r[c.key] !== null && score(r) === best) r.best.push(c.key);
+  }
+  return rows;
+}
+
+/** Which way is better, in the header: lower, higher, closer to 0. */
+const ARROW = { lower: '↓', higher: '↑', zero: '→0' } as const;
+
+const num = (v: number | null) => (v === null ? '—' : v.toFixed(3));
+
+function mdEscape(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/([\\`*_{}[\]()#+!|~])/g, '\\$1').replace(/\r?\n/g, ' ');
+}
+
+function htmlEscape(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+}
+
+function columnNote(m: MetricsJson): string[] {
+  const notes: string[] = [];
+  if (m.deletion) notes.push(`Deletion: area under p(class) as the top-ranked pixels are replaced by ${fillText(m.deletion.fill)}, ${m.deletion.pixelsPerStep} px per step (lower is better).`);
+  if (m.insertion) notes.push(`Insertion: area under p(class) as the top-ranked pixels are revealed on a blurred copy (σ = ${m.insertion.sigma} px) (higher is better).`);
+  if (m.randomization?.supported && m.randomization.steps.length) {
+    notes.push(`Randomization: mean Spearman correlation ρ of |map| with the original map after re-initialising all ${m.randomization.steps.at(-1)!.randomized} weighted layers from the top (closer to 0 is better; above ${m.randomization.threshold} is flagged).`);
+  } else if (m.randomization?.note) {
+    notes.push(`Randomization test: ${m.randomization.note}.`);
+  }
+  if (m.pointingGame && m.pointingGame.boxes.length) notes.push(`Pointing game: share of the ${m.pointingGame.boxes.length} samples with a box whose map maximum lies in it (tolerance ${m.pointingGame.tolerance.toFixed(1)} px) (higher is better).`);
+  return notes;
+}
+
+/** The table as Markdown (best values in bold, flagged methods with ⚠, the baseline in italics), flags and notes below. */
+export function metricsTableMarkdown(metricsJson: unknown): string {
+  const m = metricsJson as MetricsJson;
+  if (!m || !Array.isArray(m.table) || m.table.length === 0) return '';
+  const cols = COLUMNS.filter((c) => c.present(m));
+  const lines: string[] = [];
+  lines.push(`| Method | ${cols.map((c) => `${mdEscape(c.title)} ${ARROW[c.better]}`).join(' | ')} |`);
+  lines.push(`| --- | ${cols.map(() => '---:').join(' | ')} |`);
+  for (const r of m.table) {
+    const name = r.baseline ? `*${mdEscape(r.title)}*` : `${mdEscape(r.title)}${r.flagged ? ' ⚠' : r.warned ? ' ◐' : ''}`;
+    const cells = cols.map((c) => {
+      const text = c.key === 'pointing' && r.pointing !== null ? `${(r.pointing * 100).toFixed(1)}%` : num(r[c.key]);
+      const flagged = c.key === 'randomization' && r.flagged ? ' ⚠' : c.key === 'randomization' && r.warned ? ' ◐' : '';
+      return r.best.includes(c.key) ? `**${text}**${flagged}` : `${text}${flagged}`;
+    });
+    lines.push(`| ${name} | ${cells.join(' | ')} |`);
+  }
+  const out = [lines.join('\n')];
+  if (m.flags.length) out.push(m.flags.map((f) => `> **${f.severity === 'warn' ? '◐' : '⚠'} ${mdEscape(titleOf(m, f.method))}:** ${mdEscape(f.message)}`).join('\n>\n'));
+  const notes = columnNote(m);
+  if (notes.length) out.push(notes.map((n) => `- ${mdEscape(n)}`).join('\n'));
+  return `${out.join('\n\n')}\n`;
+}
+
+/** The same table as an HTML fragment (for summary.html). */
+export function metricsTableHtml(metricsJson: unknown): string {
+  const m = metricsJson as MetricsJson;
+  if (!m || !Array.isArray(m.table) || m.table.length === 0) return '';
+  const cols = COLUMNS.filter((c) => c.present(m));
+  const head = `<tr><th scope="col">Method</th>${cols.map((c) => `<th scope="col">${htmlEscape(c.title)} ${ARROW[c.better]}</th>`).join('')}</tr>`;
+  const body = m.table.map((r) => {
+    const name = r.baseline ? `<em>${htmlEscape(r.title)}</em>` : `${htmlEscape(r.title)}${r.flagged ? ' <strong title="failed the randomization sanity check">⚠</strong>' : r.warned ? ' <strong title="insensitive to the higher layers in the randomization test">◐</strong>' : ''}`;
+    const cells = cols.map((c) => {
+      const text = c.key === 'pointing' && r.pointing !== null ? `${(r.pointing * 100).toFixed(1)}%` : num(r[c.key]);
+      const shown = r.best.includes(c.key) ? `<strong>${text}</strong>` : text;
+      return `<td class="num">${shown}${c.key === 'randomization' && r.flagged ? ' ⚠' : c.key === 'randomization' && r.warned ? ' ◐' : ''}</td>`;
+    });
+    return `<tr><th scope="row">${name}</th>${cells.join('')}</tr>`;
+  });
+  const flags = m.flags.map((f) => `<p class="flag"><strong>${f.severity === 'warn' ? '◐' : '⚠'} ${htmlEscape(titleOf(m, f.method))}:</strong> ${htmlEscape(f.message)}</p>`).join('\n');
+  const notes = columnNote(m);
+  return [`<table>\n${head}\n${body.join('\n')}\n</table>`, flags, notes.length ? `<ul>${notes.map((n) => `<li>${htmlEscape(n)}</li>`).join('')}</ul>` : ''].filter(Boolean).join('\n');
+}
+
+/** How removed pixels were filled, in words. */
+export function fillText(fill: NonNullable<MetricsJson['deletion']>['fill']): string {
+  if (fill.source === 'value') return `pixel value ${fill.pixel}`;
+  return fill.source === 'dataset' ? "the dataset's mean colour" : "the samples' mean colour";
+}
+
+function titleOf(m: MetricsJson, id: string): string {
+  return m.methods.find((x) => x.id === id)?.title ?? id;
+}
