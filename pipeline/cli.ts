@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { configJsonSchema } from './config.ts';
 import { ConvlensError, formatError } from './errors.ts';
 import { ConsoleLogger, type Logger } from './logger.ts';
@@ -42,13 +42,14 @@ export async function main(argv: string[], logger?: Logger): Promise<number> {
   try {
     switch (command) {
       case 'report': {
-        await runReport({
+        const result = await runReport({
           configFile: values.config ?? 'config/viz.yaml',
           release: values.release ?? process.env.CONVLENS_RELEASE ?? undefined,
           base: values.base ?? process.env.CONVLENS_BASE ?? undefined,
           site: !values['no-site'],
           logger: log,
         });
+        if (result.siteDir) log.info(`done: open ${join(result.siteDir, 'index.html')}, or serve it with \`npm run preview\``);
         return 0;
       }
       case 'layers': {
