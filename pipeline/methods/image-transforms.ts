@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { separableGaussianBlur } from '../render.ts';
 
 /**
  * Transformation robustness and image priors for activation maximisation (Olah et al. 2017,
@@ -121,26 +122,10 @@ export class Warp {
   }
 }
 
-/** Normalised 1-D Gaussian taps for `sigma` px, radius ceil(3 sigma) capped at `maxRadius`. */
-export function gaussianTaps(sigma: number, maxRadius: number): number[] {
-  const r = Math.max(0, Math.min(maxRadius, Math.ceil(3 * sigma)));
-  const taps = Array.from({ length: 2 * r + 1 }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigma * sigma)));
-  const s = taps.reduce((a, b) => a + b, 0);
-  return taps.map((t) => t / s);
-}
-
-/** Separable Gaussian blur of [n, h, w, c] with reflected borders. Not meant to be differentiated. */
+/** Gaussian blur of [n, h, w, c], radius ceil(3 sigma) capped below the image size, reflected borders. */
 export function gaussianBlur(x: tf.Tensor4D, sigma: number): tf.Tensor4D {
-  const [, h, w, c] = x.shape;
-  const taps = gaussianTaps(sigma, Math.min(h, w) - 1);
-  const r = (taps.length - 1) / 2;
-  if (r === 0) return x.clone();
-  return tf.tidy(() => {
-    const ky = tf.tile(tf.tensor4d(taps, [taps.length, 1, 1, 1]), [1, 1, c, 1]) as tf.Tensor4D;
-    const kx = tf.tile(tf.tensor4d(taps, [1, taps.length, 1, 1]), [1, 1, c, 1]) as tf.Tensor4D;
-    const padded = tf.mirrorPad(x, [[0, 0], [r, r], [r, r], [0, 0]], 'reflect');
-    return tf.depthwiseConv2d(tf.depthwiseConv2d(padded, ky, 1, 'valid'), kx, 1, 'valid');
-  });
+  const r = Math.max(0, Math.min(Math.min(x.shape[1], x.shape[2]) - 1, Math.ceil(3 * sigma)));
+  return separableGaussianBlur(x, sigma, [r, r], 'reflect');
 }
 
 /** sum |x[i+1,j] - x[i,j]| + |x[i,j+1] - x[i,j]| over every image and channel (anisotropic TV). */

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
+import { separableGaussianBlur } from '../render.ts';
 import { blackPixel, classScores, meanInputGradient, writeSignedImages } from './attribution.ts';
 import { alphaOption, writeSampleMaps } from './maps.ts';
 import { resolveTargets, targetOption } from './targets.ts';
@@ -138,22 +139,6 @@ export function completeness(attr: ArrayLike<number>, scoreInput: number, scoreB
  * symmetric edges (d c b a | a b c d), as scipy.ndimage.gaussian_filter's mode='reflect'.
  */
 export function gaussianBlur(x: tf.Tensor4D, sigma: number): tf.Tensor4D {
-  const [, H, W, C] = x.shape;
-  const kernel = (radius: number) => {
-    const w = Array.from({ length: 2 * radius + 1 }, (_, k) => Math.exp(-((k - radius) ** 2) / (2 * sigma * sigma)));
-    const s = w.reduce((a, b) => a + b, 0);
-    return w.map((v) => v / s);
-  };
   const radius = Math.floor(4 * sigma + 0.5);
-  const rh = Math.min(radius, H);
-  const rw = Math.min(radius, W);
-  return tf.tidy(() => {
-    const kh = kernel(rh);
-    const kw = kernel(rw);
-    const fh = tf.tensor4d(kh.flatMap((v) => new Array<number>(C).fill(v)), [kh.length, 1, C, 1]);
-    const fw = tf.tensor4d(kw.flatMap((v) => new Array<number>(C).fill(v)), [1, kw.length, C, 1]);
-    const padded = tf.mirrorPad(x, [[0, 0], [rh, rh], [rw, rw], [0, 0]], 'symmetric');
-    const v = tf.depthwiseConv2d(padded, fh, 1, 'valid');
-    return tf.depthwiseConv2d(v, fw, 1, 'valid') as tf.Tensor4D;
-  });
+  return separableGaussianBlur(x, sigma, [Math.min(radius, x.shape[1]), Math.min(radius, x.shape[2])], 'symmetric');
 }
