@@ -2,8 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { LayerInfo, ModelAdapter } from '../model/adapter.ts';
 import { upsampleMaps } from './cam-shared.ts';
-import { writeSampleMaps } from './maps.ts';
-import { classOptionProblems, oneHotRows, resolveClassOption, targetOption } from './targets.ts';
+import { alphaOption, writeSampleMaps } from './maps.ts';
+import { classOptionProblems, oneHotRows, targetOption, resolveTargets } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
 /**
@@ -40,7 +40,7 @@ export const cam = defineMethod({
   options: z.strictObject({
     enabled: z.boolean().default(true),
     target: targetOption,
-    alpha: z.number().min(0).max(1).default(0.5).describe('Heatmap opacity in the overlay'),
+    alpha: alphaOption,
   }),
   check(opts, model, classes?: readonly string[]) {
     return classOptionProblems(model, classes, { target: opts.target });
@@ -52,7 +52,7 @@ export const cam = defineMethod({
       return;
     }
     const { head } = found;
-    const targets = ctx.samples.map((s) => resolveClassOption('cam', 'target', opts.target, s, ctx.classes));
+    const targets = resolveTargets(ctx, opts.target, 'cam');
     const maps = camMaps(ctx, head, targets, ctx.settings.batchSize);
     try {
       const bad = maps.check.findIndex((c) => !c.ok);

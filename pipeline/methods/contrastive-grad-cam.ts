@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { spatialLayerProblems, weightedGradCamMaps } from './cam-shared.ts';
-import { writeSampleMaps } from './maps.ts';
-import { classOptionProblems, resolveClassOption, targetOption } from './targets.ts';
+import { alphaOption, writeSampleMaps } from './maps.ts';
+import { classOptionProblems, resolveClassOption, targetOption, resolveTargets } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
 /**
@@ -31,7 +31,7 @@ export const contrastiveGradCam = defineMethod({
     target: targetOption.describe('Class A of "why A and not B": "top-1" (the prediction), a class index, or a class name'),
     versus: z.union([z.literal('runner-up'), z.number().int().nonnegative(), z.string().min(1)]).default('runner-up')
       .describe('Class B of "why A and not B": "runner-up" (the highest-scoring class other than A), a class index, or a class name'),
-    alpha: z.number().min(0).max(1).default(0.5).describe('Heatmap opacity in the overlay'),
+    alpha: alphaOption,
   }),
   check(opts, model, classes?: readonly string[]) {
     const problems = [...spatialLayerProblems(model, 'layer', opts.layer, 'Contrastive Grad-CAM'), ...classOptionProblems(model, classes, { target: opts.target, versus: opts.versus })];
@@ -45,7 +45,7 @@ export const contrastiveGradCam = defineMethod({
   },
   async run(ctx, opts) {
     const layer = opts.layer ?? ctx.model.lastSpatialLayer().name;
-    const a = ctx.samples.map((s) => resolveClassOption('contrastive-grad-cam', 'target', opts.target, s, ctx.classes));
+    const a = resolveTargets(ctx, opts.target, 'contrastive-grad-cam');
     const b = opts.versus === 'runner-up'
       ? runnerUp(ctx, a)
       : ctx.samples.map((s) => resolveClassOption('contrastive-grad-cam', 'versus', opts.versus as number | string, s, ctx.classes));

@@ -2,8 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { classScore } from '../model/adapter.ts';
 import { spatialLayerProblems, upsampleMaps } from './cam-shared.ts';
-import { writeSampleMaps } from './maps.ts';
-import { classOptionProblems, oneHotRows, resolveClassOption, targetOption } from './targets.ts';
+import { alphaOption, writeSampleMaps } from './maps.ts';
+import { classOptionProblems, oneHotRows, targetOption, resolveTargets } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
 /** pytorch-grad-cam's guard against a zero denominator. */
@@ -35,14 +35,14 @@ export const gradCamPlusPlus = defineMethod({
     enabled: z.boolean().default(true),
     layer: z.string().optional().describe('Layer to explain (default: the last layer with a spatial output)'),
     target: targetOption,
-    alpha: z.number().min(0).max(1).default(0.5).describe('Heatmap opacity in the overlay'),
+    alpha: alphaOption,
   }),
   check(opts, model, classes?: readonly string[]) {
     return [...spatialLayerProblems(model, 'layer', opts.layer, 'Grad-CAM++'), ...classOptionProblems(model, classes, { target: opts.target })];
   },
   async run(ctx, opts) {
     const layer = opts.layer ?? ctx.model.lastSpatialLayer().name;
-    const targets = ctx.samples.map((s) => resolveClassOption('grad-cam-plus-plus', 'target', opts.target, s, ctx.classes));
+    const targets = resolveTargets(ctx, opts.target, 'grad-cam-plus-plus');
     const maps = gradCamPlusPlusMaps(ctx, layer, targets);
     try {
       await writeSampleMaps(ctx, { raw: maps.raw, display: maps.upsampled }, { method: 'grad-cam-plus-plus', title: 'Grad-CAM++', layer, targets, alpha: opts.alpha });

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { alphaOption, writeSampleMaps } from './maps.ts';
 import { spatialLayerProblems, weightedGradCamMaps } from './cam-shared.ts';
-import { classOptionProblems, oneHotRows, resolveClassOption, targetOption } from './targets.ts';
+import { classOptionProblems, oneHotRows, targetOption, resolveTargets } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
 /**
@@ -32,7 +32,7 @@ export const gradCam = defineMethod({
   },
   async run(ctx, opts) {
     const layer = opts.layer ?? ctx.model.lastSpatialLayer().name;
-    const targets = ctx.samples.map((s) => resolveClassOption('grad-cam', 'target', opts.target, s, ctx.classes));
+    const targets = resolveTargets(ctx, opts.target, 'grad-cam');
     const maps = gradCamMaps(ctx, layer, targets);
     try {
       await writeSampleMaps(ctx, { raw: maps.raw, display: maps.upsampled }, { method: 'grad-cam', title: 'Grad-CAM', layer, targets, alpha: opts.alpha });

@@ -3,8 +3,8 @@ import { z } from 'zod';
 import { classScore } from '../model/adapter.ts';
 import { spatialLayerProblems } from './cam-shared.ts';
 import { gradCamMaps } from './grad-cam.ts';
-import { writeSampleMaps } from './maps.ts';
-import { classOptionProblems, oneHotRows, resolveClassOption, targetOption } from './targets.ts';
+import { alphaOption, writeSampleMaps } from './maps.ts';
+import { classOptionProblems, oneHotRows, targetOption, resolveTargets } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
 /**
@@ -35,14 +35,14 @@ export const guidedGradCam = defineMethod({
     enabled: z.boolean().default(true),
     layer: z.string().optional().describe('Layer of the Grad-CAM factor (default: the last layer with a spatial output)'),
     target: targetOption,
-    alpha: z.number().min(0).max(1).default(0.5).describe('Opacity of the magnitude heatmap in the overlay'),
+    alpha: alphaOption,
   }),
   check(opts, model, classes?: readonly string[]) {
     return [...spatialLayerProblems(model, 'layer', opts.layer, 'Guided Grad-CAM'), ...classOptionProblems(model, classes, { target: opts.target })];
   },
   async run(ctx, opts) {
     const layer = opts.layer ?? ctx.model.lastSpatialLayer().name;
-    const targets = ctx.samples.map((s) => resolveClassOption('guided-grad-cam', 'target', opts.target, s, ctx.classes));
+    const targets = resolveTargets(ctx, opts.target, 'guided-grad-cam');
     const { product, magnitude } = await guidedGradCamMaps(ctx, layer, targets);
     try {
       const [n, H, W, C] = product.shape;
