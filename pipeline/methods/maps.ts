@@ -30,6 +30,12 @@ export interface MapMeta {
   reading?: string;
   /** The map explains no class (e.g. activations): leave class and className out. */
   classless?: boolean;
+  /**
+   * The map's own resolution [rows, cols] when it is coarser than the raw array (occlusion's
+   * stride cells in an input-sized map); default: the raw shape [h, w]. Saved as the stats
+   * gridHeight / gridWidth; the metrics match their random baseline to it.
+   */
+  grid?: [number, number];
 }
 
 /**
@@ -59,7 +65,7 @@ export async function writeSampleMaps(ctx: MethodContext, maps: SampleMaps, meta
       id: `${meta.method}/${s.id}/${key}/heatmap`,
       title: `${meta.title} for ${caption}${at}`,
       alt: `${meta.title} heatmap of sample ${s.source} for ${caption}${at}; ${meta.reading ?? 'bright regions raised the score'}`,
-      stats: { min, max, mapHeight: h, mapWidth: w, ...(meta.stats?.(i) ?? {}) },
+      stats: { min, max, mapHeight: h, mapWidth: w, gridHeight: meta.grid?.[0] ?? h, gridWidth: meta.grid?.[1] ?? w, ...(meta.stats?.(i) ?? {}) },
     }, { pixels: heat, width: W, height: H, channels: 3 }, { data: rawMap, shape: [h, w] });
     await ctx.out.image(`${meta.method}/${s.id}`, `${key}-overlay`, {
       ...base,

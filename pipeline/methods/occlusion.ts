@@ -70,6 +70,7 @@ export const occlusion = defineMethod({
     try {
       await writeSampleMaps(ctx, { raw, display }, { reading: 'bright regions, when hidden, lowered the probability most',
         method: 'occlusion', title: 'Occlusion sensitivity', targets, alpha: opts.alpha,
+        grid: [Math.ceil(H / geo.stride[0]), Math.ceil(W / geo.stride[1])],
         stats: (i) => ({
           patchHeight: geo.size[0], patchWidth: geo.size[1], strideY: geo.stride[0], strideX: geo.stride[1],
           windows: windows.length, forwardPasses: passes, fill: String(opts.fill), display: opts.display,

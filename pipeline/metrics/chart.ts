@@ -6,9 +6,10 @@ import sharp from 'sharp';
  * one line per method, a shared legend below with each method's AUCs.
  */
 
-/** Line colours (Tableau 10); the baseline is drawn gray and dashed. */
+/** Line colours (Tableau 10); baselines are drawn gray, each with its own dash pattern. */
 const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#17becf', '#bcbd22', '#1f77b4'];
 const BASELINE = '#8c8c8c';
+const BASELINE_DASHES = ['6 4', '2 3', '10 3 2 3', '1 5'];
 
 export interface ChartLine {
   label: string;
@@ -42,9 +43,11 @@ function yAxis(panels: readonly ChartPanel[]): { top: number; step: number } {
   return { top: Math.max(step, Math.ceil(max / step - 1e-9) * step), step };
 }
 
-/** Colour of legend entry / line i (baselines gray). */
-export function lineColor(index: number, baseline?: boolean): string {
-  return baseline ? BASELINE : PALETTE[index % PALETTE.length];
+/** Stroke of line / legend entry i of `entries`: methods by palette, baselines gray and dashed. */
+export function lineStyle(entries: readonly { baseline?: boolean }[], i: number): string {
+  if (!entries[i].baseline) return `stroke="${PALETTE[i % PALETTE.length]}"`;
+  const k = entries.slice(0, i).filter((e) => e.baseline).length;
+  return `stroke="${BASELINE}" stroke-dasharray="${BASELINE_DASHES[k % BASELINE_DASHES.length]}"`;
 }
 
 export function curvesSvg(title: string, panels: readonly ChartPanel[], legend: readonly ChartLegendEntry[]): { svg: string; width: number; height: number } {
@@ -83,8 +86,7 @@ export function curvesSvg(title: string, panels: readonly ChartPanel[], legend: 
     parts.push(`<text transform="translate(${ox - 40} ${oy + panelH / 2}) rotate(-90)" font-size="12" text-anchor="middle" fill="#1b1f24">${esc(p.yLabel)}</text>`);
     p.lines.forEach((l, li) => {
       const pts = l.values.map((v, k) => (Number.isFinite(v) ? `${X(p.x[k]).toFixed(2)},${Y(v).toFixed(2)}` : '')).filter(Boolean).join(' ');
-      const dash = l.baseline ? ' stroke-dasharray="6 4"' : '';
-      parts.push(`<polyline points="${pts}" fill="none" stroke="${lineColor(li, l.baseline)}" stroke-width="${l.baseline ? 1.5 : 2}"${dash}/>`);
+      parts.push(`<polyline points="${pts}" fill="none" ${lineStyle(p.lines, li)} stroke-width="${l.baseline ? 1.5 : 2}"/>`);
     });
   });
   const ly = margin.top + panelH + margin.bottom + 16;
@@ -92,8 +94,7 @@ export function curvesSvg(title: string, panels: readonly ChartPanel[], legend: 
   legend.forEach((e, i) => {
     const x = 16 + (i % legendCols) * colW;
     const y = ly + Math.floor(i / legendCols) * 20;
-    const dash = e.baseline ? ' stroke-dasharray="6 4"' : '';
-    parts.push(`<line x1="${x}" y1="${y}" x2="${x + 24}" y2="${y}" stroke="${lineColor(i, e.baseline)}" stroke-width="2.5"${dash}/>`);
+    parts.push(`<line x1="${x}" y1="${y}" x2="${x + 24}" y2="${y}" ${lineStyle(legend, i)} stroke-width="2.5"/>`);
     parts.push(`<text x="${x + 32}" y="${y + 4}" font-size="12" fill="#1b1f24">${esc(e.label)} <tspan fill="#57606a">${esc(e.detail)}</tspan></text>`);
   });
   parts.push('</svg>');

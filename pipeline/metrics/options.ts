@@ -15,7 +15,8 @@ export const metricsOptions = z.strictObject({
   enabled: z.boolean().default(true).describe('Compute the metrics at all'),
   methods: z.union([z.literal('all'), z.array(z.string().min(1)).min(1)]).default('all')
     .describe('Methods whose maps are evaluated: "all" (every method that wrote per-sample class heatmaps, except contrastive variants) or a list of method ids'),
-  baselineSeed: z.number().int().nonnegative().default(0).describe('Seed of the random baseline maps (uniform noise; sample i uses seed + i)'),
+  baselineSeed: z.number().int().nonnegative().default(0)
+    .describe('Seed of the random baseline maps (uniform noise on each evaluated map\'s grid, upsampled like the maps; sample i uses seed + i)'),
   curves: z.boolean().default(true).describe('Draw the deletion/insertion curves as pictures (per sample and the mean)'),
   deletion: z.strictObject({
     enabled: z.boolean().default(true),

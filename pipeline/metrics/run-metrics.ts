@@ -14,15 +14,26 @@ import { metricsOptions, type MetricsOptions } from './options.ts';
 import { inputBoxes, maxPoint, pointingHit, scaledTolerance } from './pointing-game.ts';
 import { randomizationTest, type EvaluatedMethod } from './randomization.ts';
 import { markBest } from './table.ts';
-import { RANDOM_ID, type CurveMetric, type DeletionMetric, type InsertionMetric, type MetricsFlag, type MetricsJson, type MetricsRow, type PointingMetric } from './types.ts';
+import { type CurveMetric, type DeletionMetric, type InsertionMetric, type MetricsFlag, type MetricsJson, type MetricsRow, type PointingMetric } from './types.ts';
 
 /**
  * The metrics stage: after the methods ran and before the manifest is written, it reads every
  * evaluated method's per-sample maps back from the release being written (the `raw` .npy of
  * their heatmap artifacts) and scores them: deletion and insertion (curves.ts), the cascading
  * model-parameter randomization test (randomization.ts), the pointing game where samples have
- * boxes (pointing-game.ts), each next to a random baseline (seeded uniform noise maps, one per
- * sample). Writes `metrics/metrics.json` (types.ts) and the curve pictures.
+ * boxes (pointing-game.ts), each next to a random baseline. Writes `metrics/metrics.json`
+ * (types.ts) and the curve pictures.
+ * Random baselines are matched to each map's grid: for a map computed on an h x w grid (Grad-CAM:
+ * its layer; occlusion: its stride cells; gradient methods: the input pixels) the baseline is
+ * seeded uniform noise on h x w, upsampled to the input as the maps are (one baseline row per
+ * distinct grid; sample i uses seed + i). Deletion and insertion score the shape of the removed
+ * region as well as its order: scattered single pixels filled with the mean are far out of the
+ * training distribution and destroy a prediction faster than any contiguous region (measured on
+ * Darknet Tiny, 12 photos, 16 steps: per-pixel noise 0.027 mean deletion AUC, the same noise on
+ * Grad-CAM's 14x14 grid 0.068, Grad-CAM 0.028, Grad-CAM's reverse order 0.20; cf. Rong et al.
+ * 2022, "A Consistent and Efficient Evaluation Strategy for Attribution Methods", on removal
+ * masks leaking information). Against per-pixel noise a coarse map is judged on its grid, not
+ * on its ranking; the matched baseline asks only whether the ranking beats chance.
  * Which maps: heatmap artifacts (id `<method>/<sample>/<class>/heatmap`) with a 2-D raw map and a
  * class; with `methods: all`, maps with a variant (contrastive Grad-CAM's "vs-B") are left out,
  * since they explain a contrast rather than the class's probability; a method named in the
@@ -93,16 +104,25 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
     maps.set(method, got);
   }
   const methodIds = [...maps.keys()];
-  const randomMaps = ctx.samples.map((_, i) => noiseMap(P, opts.baselineSeed + i));
-  /** Every row's map for sample i (methods in order, then the baseline), with its class. */
+  // ---- random baselines, one per map grid ----
+  const gridOfMethod = new Map(methodIds.map((m) => [m, mapGrid(maps.get(m)!.values().next().value!.artifact, [H, W])]));
+  const baselines = new Map<string, { grid: [number, number]; maps: Float32Array[] }>();
+  for (const grid of gridOfMethod.values()) {
+    const id = baselineId(grid, [H, W]);
+    if (!baselines.has(id)) {
+      baselines.set(id, { grid, maps: ctx.samples.map((_, i) => toInputSize(noiseMap(grid[0] * grid[1], opts.baselineSeed + i), grid, H, W)) });
+    }
+  }
+  const againstOf = (m: string) => baselineId(gridOfMethod.get(m)!, [H, W]);
+  /** Every row's map for sample i (methods in order, then the baselines), with its class. */
   const rowsFor = (i: number) => [
     ...methodIds.flatMap((m) => {
       const s = maps.get(m)!.get(sampleIds[i]);
       return s ? [{ method: m, class: s.class, map: s.map }] : [];
     }),
-    { method: RANDOM_ID, class: ctx.samples[i].target, map: randomMaps[i] },
+    ...[...baselines].map(([id, b]) => ({ method: id, class: ctx.samples[i].target, map: b.maps[i] })),
   ];
-  const allIds = [...methodIds, RANDOM_ID];
+  const allIds = [...methodIds, ...baselines.keys()];
   const ranked = new Map<string, Uint32Array>();
   const orderOf = (i: number, method: string, map: Float32Array) => {
     const key = `${i}\u0000${method}`;
@@ -115,7 +135,10 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
   const json: MetricsJson = {
     version: 1,
     samples: ctx.samples.map((s) => ({ id: s.id, source: s.source })),
-    methods: [...methodIds.map((id) => ({ id, title: titleOf(id) })), { id: RANDOM_ID, title: 'Random baseline', baseline: true }],
+    methods: [
+      ...methodIds.map((id) => ({ id, title: titleOf(id), against: againstOf(id) })),
+      ...[...baselines].map(([id, b]) => ({ id, title: baselineTitle(b.grid, [H, W]), baseline: true, grid: b.grid })),
+    ],
     table: [],
     flags: [],
   };
@@ -222,6 +245,11 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
 
   // ---- table ----
   const meanAuc = (c: CurveMetric | undefined, id: string) => c?.mean.find((m) => m.method === id)?.auc ?? null;
+  const beats = (c: CurveMetric | undefined, id: string, against: string, lower: boolean) => {
+    const a = meanAuc(c, id);
+    const b = meanAuc(c, against);
+    return a === null || b === null ? null : lower ? a < b : a > b;
+  };
   json.table = markBest(json.methods.map((m): MetricsRow => {
     const rnd = json.randomization?.methods.find((x) => x.method === m.id);
     return {
@@ -235,6 +263,7 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
       flagged: rnd?.flagged ?? false,
       warned: json.flags.some((f) => f.method === m.id && f.severity === 'warn'),
       best: [],
+      ...(m.against ? { against: m.against, beats: { deletion: beats(json.deletion, m.id, m.against, true), insertion: beats(json.insertion, m.id, m.against, false) } } : {}),
     };
   }));
 
@@ -247,6 +276,27 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
   }, json);
   if (opts.curves && (json.deletion || json.insertion)) await writeCurveImages(ctx, json, titleOf);
   return json;
+}
+
+/**
+ * The grid a map was computed on: the stats gridHeight / gridWidth that writeSampleMaps records
+ * (occlusion: its stride cells), else the raw map's shape.
+ */
+function mapGrid(a: Artifact, [H, W]: [number, number]): [number, number] {
+  const gh = a.stats?.gridHeight;
+  const gw = a.stats?.gridWidth;
+  if (typeof gh === 'number' && typeof gw === 'number' && gh >= 1 && gw >= 1) return [Math.min(H, Math.round(gh)), Math.min(W, Math.round(gw))];
+  const [h, w] = a.raw!.shape;
+  return [h, w];
+}
+
+/** `random` for per-pixel noise, `random-<rows>x<cols>` for a coarser grid. */
+export function baselineId(grid: readonly number[], [H, W]: readonly number[]): string {
+  return grid[0] === H && grid[1] === W ? 'random' : `random-${grid[0]}x${grid[1]}`;
+}
+
+function baselineTitle(grid: readonly number[], [H, W]: readonly number[]): string {
+  return grid[0] === H && grid[1] === W ? 'Random (per pixel)' : `Random (${grid[0]}×${grid[1]} grid)`;
 }
 
 /** [h, w] raw values at the input size [H, W] (bilinear, half-pixel centres, as render.ts). */
@@ -276,7 +326,8 @@ async function deletionFill(ctx: MethodContext, fill: MetricsOptions['deletion']
 }
 
 async function writeCurveImages(ctx: MethodContext, json: MetricsJson, titleOf: (id: string) => string): Promise<void> {
-  const label = (id: string) => (id === RANDOM_ID ? 'Random baseline' : titleOf(id));
+  const isBaseline = (id: string) => json.methods.some((m) => m.id === id && m.baseline);
+  const label = (id: string) => json.methods.find((m) => m.id === id)?.title ?? titleOf(id);
   const panelsFor = (pick: (c: CurveMetric) => { method: string; curve: number[] }[]): { panels: ChartPanel[]; ids: string[] } => {
     const ids = json.methods.map((m) => m.id).filter((id) => [json.deletion, json.insertion].some((c) => c && pick(c).some((e) => e.method === id)));
     const panels: ChartPanel[] = [];
@@ -285,14 +336,14 @@ async function writeCurveImages(ctx: MethodContext, json: MetricsJson, titleOf: 
       const entries = pick(c);
       panels.push({
         title, xLabel, yLabel: 'p(class)', x: c.fractions,
-        lines: ids.map((id) => ({ label: label(id), values: entries.find((e) => e.method === id)?.curve ?? [], baseline: id === RANDOM_ID })),
+        lines: ids.map((id) => ({ label: label(id), values: entries.find((e) => e.method === id)?.curve ?? [], baseline: isBaseline(id) })),
       });
     }
     return { panels, ids };
   };
   const legendFor = (ids: string[], auc: (c: CurveMetric, id: string) => number | undefined) => ids.map((id) => ({
     label: label(id),
-    baseline: id === RANDOM_ID,
+    baseline: isBaseline(id),
     detail: [json.deletion && `del ${fmt(auc(json.deletion, id))}`, json.insertion && `ins ${fmt(auc(json.insertion, id))}`].filter(Boolean).join(' · '),
   }));
   for (const s of ctx.samples) {

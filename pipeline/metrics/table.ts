@@ -42,10 +42,25 @@ function htmlEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
 
+/** A method's mean deletion / insertion AUC is no better than its matched random baseline's. */
+export function notBetter(r: MetricsRow, key: Column): boolean {
+  return (key === 'deletion' || key === 'insertion') && r.beats?.[key] === false;
+}
+
+/** The random baselines in words: noise on each map's own grid. */
+export function baselineNote(m: MetricsJson): string | undefined {
+  const baselines = m.methods.filter((x) => x.baseline);
+  if (baselines.length === 0 || !(m.deletion || m.insertion)) return undefined;
+  const per = m.methods.filter((x) => !x.baseline && x.against).map((x) => `${x.title}: ${titleOf(m, x.against!)}`);
+  return `Random baselines: uniform noise on each map's own grid, upsampled like the maps, so a map is compared with chance at its own resolution (scattered single-pixel removals hurt a model more than any contiguous region)${per.length ? `; ${per.join(', ')}` : ''}. ✗: a mean AUC no better than that baseline's.`;
+}
+
 function columnNote(m: MetricsJson): string[] {
   const notes: string[] = [];
   if (m.deletion) notes.push(`Deletion: area under p(class) as the top-ranked pixels are replaced by ${fillText(m.deletion.fill)}, ${m.deletion.pixelsPerStep} px per step (lower is better).`);
   if (m.insertion) notes.push(`Insertion: area under p(class) as the top-ranked pixels are revealed on a blurred copy (σ = ${m.insertion.sigma} px) (higher is better).`);
+  const base = baselineNote(m);
+  if (base) notes.push(base);
   if (m.randomization?.supported && m.randomization.steps.length) {
     notes.push(`Randomization: mean Spearman correlation ρ of |map| with the original map after re-initialising all ${m.randomization.steps.at(-1)!.randomized} weighted layers from the top (closer to 0 is better; above ${m.randomization.threshold} is flagged).`);
   } else if (m.randomization?.note) {
@@ -68,7 +83,7 @@ export function metricsTableMarkdown(metricsJson: unknown): string {
     const cells = cols.map((c) => {
       const text = c.key === 'pointing' && r.pointing !== null ? `${(r.pointing * 100).toFixed(1)}%` : num(r[c.key]);
       const flagged = c.key === 'randomization' && r.flagged ? ' ⚠' : c.key === 'randomization' && r.warned ? ' ◐' : '';
-      return r.best.includes(c.key) ? `**${text}**${flagged}` : `${text}${flagged}`;
+      return `${r.best.includes(c.key) ? `**${text}**` : text}${flagged}${notBetter(r, c.key) ? ' ✗' : ''}`;
     });
     lines.push(`| ${name} | ${cells.join(' | ')} |`);
   }
@@ -90,7 +105,8 @@ export function metricsTableHtml(metricsJson: unknown): string {
     const cells = cols.map((c) => {
       const text = c.key === 'pointing' && r.pointing !== null ? `${(r.pointing * 100).toFixed(1)}%` : num(r[c.key]);
       const shown = r.best.includes(c.key) ? `<strong>${text}</strong>` : text;
-      return `<td class="num">${shown}${c.key === 'randomization' && r.flagged ? ' ⚠' : c.key === 'randomization' && r.warned ? ' ◐' : ''}</td>`;
+      const mark = notBetter(r, c.key) ? ` <span title="no better than ${htmlEscape(titleOf(m, r.against!))}">✗</span>` : '';
+      return `<td class="num">${shown}${c.key === 'randomization' && r.flagged ? ' ⚠' : c.key === 'randomization' && r.warned ? ' ◐' : ''}${mark}</td>`;
     });
     return `<tr><th scope="row">${name}</th>${cells.join('')}</tr>`;
   });

@@ -3,14 +3,15 @@
  * rounded to 6 significant digits; `null` marks a value that could not be computed.
  */
 
-/** The id of the random-map baseline row. */
-export const RANDOM_ID = 'random';
-
 export interface MetricsMethod {
   id: string;
   title: string;
-  /** The random-map baseline, not a method. */
+  /** A random-map baseline, not a method. */
   baseline?: boolean;
+  /** Baselines: the noise grid [rows, cols] upsampled to the input (the input size: per pixel). */
+  grid?: [number, number];
+  /** Methods: the id of the baseline of the same grid, the one this method is compared with. */
+  against?: string;
 }
 
 export interface CurveEntry {
@@ -112,6 +113,10 @@ export interface MetricsRow {
   warned: boolean;
   /** Columns where this row is the best method (the baseline is never best). */
   best: ('deletion' | 'insertion' | 'randomization' | 'pointing')[];
+  /** Methods: the baseline of the same grid (MetricsMethod.against). */
+  against?: string;
+  /** Methods: whether the mean AUC is better than that baseline's (null: either is missing). */
+  beats?: { deletion: boolean | null; insertion: boolean | null };
 }
 
 export interface MetricsJson {

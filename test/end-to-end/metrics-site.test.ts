@@ -26,19 +26,23 @@ let siteDir: string;
 function metricsJson(): MetricsJson {
   const curve = (v: number) => [1, v, 0];
   const entry = (method: string, v: number) => ({ method, class: 0, auc: v, curve: curve(v) });
-  const samples = ['cat-01', 'dog-02'].map((id) => ({ id, methods: [entry('grad-cam', 0.2), entry('saliency', 0.4), entry('random', 0.5)] }));
-  const mean = ['grad-cam', 'saliency', 'random'].map((m, i) => ({ method: m, auc: [0.2, 0.4, 0.5][i], curve: curve(0.3), samples: 2 }));
+  const samples = ['cat-01', 'dog-02'].map((id) => ({ id, methods: [entry('grad-cam', 0.2), entry('saliency', 0.4), entry('random', 0.3), entry('random-7x7', 0.5)] }));
+  const mean = ['grad-cam', 'saliency', 'random', 'random-7x7'].map((m, i) => ({ method: m, auc: [0.2, 0.4, 0.3, 0.5][i], curve: curve(0.3), samples: 2 }));
   const row = (method: string, title: string, v: Partial<MetricsJson['table'][number]>) => ({
     method, title, baseline: false, deletion: null, insertion: null, randomization: null, pointing: null, flagged: false, warned: false, best: [], ...v,
   });
   return {
     version: 1,
     samples: [{ id: 'cat-01', source: 'cat 01.jpg' }, { id: 'dog-02', source: 'dog 02.jpg' }],
-    methods: [{ id: 'grad-cam', title: 'Grad-CAM' }, { id: 'saliency', title: HOSTILE }, { id: 'random', title: 'Random baseline', baseline: true }],
+    methods: [
+      { id: 'grad-cam', title: 'Grad-CAM', against: 'random-7x7' }, { id: 'saliency', title: HOSTILE, against: 'random' },
+      { id: 'random', title: 'Random (per pixel)', baseline: true, grid: [32, 32] }, { id: 'random-7x7', title: 'Random (7×7 grid)', baseline: true, grid: [7, 7] },
+    ],
     table: markBest([
-      row('grad-cam', 'Grad-CAM', { deletion: 0.2, insertion: 0.7, randomization: 0.05 }),
-      row('saliency', HOSTILE, { deletion: 0.4, insertion: 0.3, randomization: 0.91, flagged: true }),
-      row('random', 'Random baseline', { baseline: true, deletion: 0.5, insertion: 0.1 }),
+      row('grad-cam', 'Grad-CAM', { deletion: 0.2, insertion: 0.7, randomization: 0.05, against: 'random-7x7', beats: { deletion: true, insertion: true } }),
+      row('saliency', HOSTILE, { deletion: 0.4, insertion: 0.3, randomization: 0.91, flagged: true, against: 'random', beats: { deletion: false, insertion: true } }),
+      row('random', 'Random (per pixel)', { baseline: true, deletion: 0.3, insertion: 0.1 }),
+      row('random-7x7', 'Random (7×7 grid)', { baseline: true, deletion: 0.5, insertion: 0.2 }),
     ]),
     flags: [{ method: 'saliency', metric: 'randomization', severity: 'fail', message: 'its maps barely change when the model is randomized (0.91).' }],
     deletion: { steps: 2, pixelsPerStep: 512, fractions: [0, 0.5, 1], samples, mean, fill: { source: 'dataset', input: [0.4], images: 6 } },
@@ -82,14 +86,23 @@ afterAll(async () => {
 });
 
 describe('metrics page', () => {
-  it('shows the failed check before the table, the best values in bold and the baseline row', () => {
+  it('shows the failed check before the table, the best values in bold, the baseline rows and which baseline each method loses to', () => {
     // without Astro's scoping attributes
     const text = html.replace(/<style[\s\S]*?<\/style>/g, '').replace(/ data-astro-cid-[a-z0-9]+/g, '');
     expect(text.indexOf('Failed the randomization sanity check')).toBeGreaterThan(0);
     expect(text.indexOf('Failed the randomization sanity check')).toBeLessThan(text.indexOf('id="summary"'));
     expect(text).toMatch(/<strong>0\.200 <span class="visually-hidden">\(best\)<\/span><\/strong>/);
     expect(text).toMatch(/<strong>0\.700 <span class="visually-hidden">\(best\)<\/span><\/strong>/);
-    expect(text).toContain('<em>Random baseline</em>');
+    expect(text).toContain('<em>Random (per pixel)</em>');
+    expect(text).toContain('<em>Random (7×7 grid)</em>');
+    expect(text).toContain('<th scope="col">Compared with</th>');
+    // the hostile-titled saliency row: compared with per-pixel noise, and no better on deletion
+    const table = text.slice(text.indexOf('id="summary"'));
+    const salRow = table.slice(table.indexOf('&lt;script&gt;alert(1)&lt;/script&gt;'));
+    const cells = salRow.slice(0, salRow.indexOf('</tr>'));
+    expect(cells).toContain('<td class="muted">Random (per pixel)</td>');
+    expect(cells).toMatch(/0\.400\s*<span class="worse-mark" title="no better than Random \(per pixel\)">/);
+    expect(cells.match(/worse-mark/g)).toHaveLength(1);
     expect(text).toContain('down to <code>conv2d_1</code>');
   });
 

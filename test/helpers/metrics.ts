@@ -8,14 +8,14 @@ import { upsampleMaps } from '../../pipeline/methods/cam-shared.ts';
 import { defineMethod, type MethodContext } from '../../pipeline/methods/types.ts';
 import { z } from 'zod';
 
-/** Writes `maps` (one flat [h, w] map per sample) as heatmaps of `method` for `targets`. */
-export async function writeMaps(ctx: MethodContext, method: string, maps: ArrayLike<number>[], shape: [number, number], targets: readonly number[]): Promise<void> {
+/** Writes `maps` (one flat [h, w] map per sample) as heatmaps of `method` for `targets` (on `grid`: MapMeta.grid). */
+export async function writeMaps(ctx: MethodContext, method: string, maps: ArrayLike<number>[], shape: [number, number], targets: readonly number[], grid?: [number, number]): Promise<void> {
   const [h, w] = shape;
   const [, H, W] = ctx.input.shape;
   const raw = tf.tensor3d(Float32Array.from(maps.flatMap((m) => Array.from(m))), [maps.length, h, w]);
   const display = h === H && w === W ? raw : upsampleMaps(raw, H, W);
   try {
-    await writeSampleMaps(ctx, { raw, display }, { method, title: method, targets, alpha: 0.5 });
+    await writeSampleMaps(ctx, { raw, display }, { method, title: method, targets, alpha: 0.5, ...(grid ? { grid } : {}) });
   } finally {
     tf.dispose(display === raw ? [raw] : [raw, display]);
   }

@@ -90,6 +90,8 @@ describe('occlusion', () => {
     expect(count.images).toBe(1 + 4);
     expect(count.calls).toBe(2);
     expect(heat.stats).toMatchObject({ forwardPasses: 5, windows: 4, patchHeight: 2, strideX: 2, probability: expect.closeTo(p0(l), 6) });
+    // an input-sized raw map on a 2x2 grid of stride cells: the metrics' random baseline is noise on that grid
+    expect(heat.stats).toMatchObject({ mapHeight: 4, mapWidth: 4, gridHeight: 2, gridWidth: 2 });
     input.dispose();
     base.dispose();
   });
@@ -157,6 +159,7 @@ describe('occlusion', () => {
       const peak = map.indexOf(Math.max(...map));
       expect(Math.floor(peak / H) < 4 && peak % H < 4).toBe(true);
       expect(heat.stats?.forwardPasses).toBe(17);
+      expect(heat.stats).toMatchObject({ gridHeight: Math.ceil(H / 2), gridWidth: Math.ceil(H / 2) });
     }
     expect(count.images).toBe(2 * (1 + 16));
     input.dispose();

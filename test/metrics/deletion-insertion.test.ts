@@ -155,6 +155,49 @@ describe('deletion and insertion on a linear model (logit_0 = sum w x, logit_1 =
     model.dispose();
   });
 
+  it('compares each map with noise on its own grid: one baseline per grid, upsampled like the maps', async () => {
+    const w = vals(16, 21, 1);
+    const xs = [vals(16, 22, 1), vals(16, 23, 1)].map((a) => a.map(Math.abs));
+    const model = linearModel([4, 4, 1], [w, new Array(16).fill(0)]);
+    const input = tf.tensor4d(xs.flat(), [2, 4, 4, 1]);
+    const ctx = await methodContext(model, input, { targets: [0, 0] });
+    const contrib = xs.map((x) => w.map((v, i) => v * x[i]));
+    await writeMaps(ctx, 'fine', contrib, [4, 4], [0, 0]);
+    await writeMaps(ctx, 'coarse', [[1, 0, 0, 2], [0, 3, 1, 0]], [2, 2], [0, 0]);
+    // input-sized raw maps declared to live on a 2x2 grid (as occlusion declares its stride cells)
+    await writeMaps(ctx, 'blocky', contrib.map((c) => c.map((_, i) => (Math.floor(i / 8) * 2 + Math.floor((i % 4) / 2)) % 3)), [4, 4], [0, 0], [2, 2]);
+    const json = (await runMetrics(ctx, {}, { ...curveOnly, baselineSeed: 5, deletion: { pixelsPerStep: 2, fill: 0 }, insertion: { pixelsPerStep: 2, sigma: 1 } }))!;
+    expect(json.methods).toEqual([
+      { id: 'fine', title: 'fine', against: 'random' },
+      { id: 'coarse', title: 'coarse', against: 'random-2x2' },
+      { id: 'blocky', title: 'blocky', against: 'random-2x2' },
+      { id: 'random', title: 'Random (per pixel)', baseline: true, grid: [4, 4] },
+      { id: 'random-2x2', title: 'Random (2×2 grid)', baseline: true, grid: [2, 2] },
+    ]);
+    // sample i's 2x2 baseline: noiseMap(4, seed + i) upsampled bilinearly (half-pixel centres), as the maps
+    for (const i of [0, 1]) {
+      const up = tf.tidy(() => tf.image.resizeBilinear(tf.tensor4d(noiseMap(4, 5 + i), [1, 2, 2, 1]), [4, 4], false, true).dataSync());
+      const curve = perturbationCurves(model, [4, 4, 1], [{ start: Float32Array.from(xs[i]), end: new Float32Array(16), order: rankPixels(up), target: 0 }], 2, 4)[0];
+      entry(json.deletion, i, 'random-2x2').curve.forEach((p, k) => expect(p).toBeCloseTo(curve[k], 6));
+      const pixel = perturbationCurves(model, [4, 4, 1], [{ start: Float32Array.from(xs[i]), end: new Float32Array(16), order: rankPixels(noiseMap(16, 5 + i)), target: 0 }], 2, 4)[0];
+      entry(json.deletion, i, 'random').curve.forEach((p, k) => expect(p).toBeCloseTo(pixel[k], 6));
+    }
+    // each method's verdict is against its own baseline
+    const mean = (c: CurveMetric | undefined, id: string) => c!.mean.find((m) => m.method === id)!.auc;
+    for (const r of json.table.filter((t) => !t.baseline)) {
+      expect(r.against).toBe(json.methods.find((m) => m.id === r.method)!.against);
+      expect(r.beats).toEqual({
+        deletion: mean(json.deletion, r.method) < mean(json.deletion, r.against!),
+        insertion: mean(json.insertion, r.method) > mean(json.insertion, r.against!),
+      });
+    }
+    // the exact ranking of a linear model's contributions beats per-pixel chance on deletion
+    expect(json.table.find((r) => r.method === 'fine')!.beats!.deletion).toBe(true);
+    expect(json.table.filter((r) => r.baseline).every((r) => r.beats === undefined && r.against === undefined)).toBe(true);
+    input.dispose();
+    model.dispose();
+  });
+
   it('deletion fills with the per-channel dataset mean, streamed', async () => {
     const model = linearModel([2, 2, 3], [vals(12, 11, 1), new Array(12).fill(0)]);
     const input = tf.tensor4d(vals(12, 12, 1).map(Math.abs), [1, 2, 2, 3]);

@@ -89,7 +89,8 @@ describe('pointing game in runMetrics, with boxes from the sample list mapped th
     expect(of('coarse').samples[0].point).toEqual([14.5, 5.5]);
     expect(of('coarse').hits).toBe(1);
     expect(of('random').total).toBe(1);
-    expect(pg.methods.map((m) => m.method)).toEqual(['inside', 'outside', 'edge', 'coarse', 'random']);
+    expect(of('random-4x4').total).toBe(1);
+    expect(pg.methods.map((m) => m.method)).toEqual(['inside', 'outside', 'edge', 'coarse', 'random', 'random-4x4']);
   });
 
   it('without tolerance the edge map misses; with fill the box is [8, 0, 16, 8]', async () => {
