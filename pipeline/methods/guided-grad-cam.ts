@@ -40,6 +40,7 @@ export const guidedGradCam = defineMethod({
   check(opts, model, classes?: readonly string[]) {
     return [...spatialLayerProblems(model, 'layer', opts.layer, 'Guided Grad-CAM'), ...classOptionProblems(model, classes, { target: opts.target })];
   },
+  passes: () => 2,
   async run(ctx, opts) {
     const layer = opts.layer ?? ctx.model.lastSpatialLayer().name;
     const targets = resolveTargets(ctx, opts.target, 'guided-grad-cam');

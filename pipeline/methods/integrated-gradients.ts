@@ -53,6 +53,7 @@ export const integratedGradients = defineMethod({
     }
     return [];
   },
+  passes: (opts) => opts.steps,
   async run(ctx, opts) {
     const targets = resolveTargets(ctx, opts.target, 'integrated-gradients');
     if (targets.length === 0) return;

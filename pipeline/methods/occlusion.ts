@@ -48,6 +48,7 @@ export const occlusion = defineMethod({
     const [H, W] = model.inputShape;
     return geometryProblems(occlusionGeometry([H, W], opts.size, opts.stride), [H, W]);
   },
+  passes: (opts, size) => 1 + occlusionWindows(size, occlusionGeometry(size, opts.size, opts.stride)).length,
   async run(ctx, opts) {
     const targets = resolveTargets(ctx, opts.target, 'occlusion');
     const [n, H, W] = ctx.input.shape;

@@ -32,6 +32,7 @@ export const smoothgrad = defineMethod({
     variant: channelReduceOption,
     alpha: alphaOption,
   }),
+  passes: (opts) => opts.n,
   async run(ctx, opts) {
     const targets = resolveTargets(ctx, opts.target, 'smoothgrad');
     if (targets.length === 0) return;

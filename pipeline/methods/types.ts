@@ -62,7 +62,18 @@ export interface MethodDef<S extends z.ZodObject = z.ZodObject> {
   needs: { gradients?: boolean; dataset?: boolean; gapHead?: boolean };
   options: S;
   check?(opts: z.infer<S>, model: ModelAdapter, classes?: readonly string[]): OptionProblem[];
+  /**
+   * Model passes per sample for one map (a forward pass, or a forward and a backward pass), for
+   * cost planning: the randomization test reruns only methods up to
+   * `metrics.randomization.maxPasses` by default. Absent: 1.
+   */
+  passes?(opts: z.infer<S>, inputSize: [number, number]): number;
   run(ctx: MethodContext, opts: z.infer<S>): Promise<void>;
+}
+
+/** A method's declared passes per sample and map (default 1). */
+export function methodPasses(def: MethodDef, opts: Record<string, unknown>, inputSize: [number, number]): number {
+  return def.passes ? def.passes(opts as never, inputSize) : 1;
 }
 
 export function defineMethod<S extends z.ZodObject>(def: MethodDef<S>): MethodDef<S> {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { nearest } from '../errors.ts';
 
-const stepsOption = z.number().int().min(1).max(10_000).default(50)
+const stepsOption = z.number().int().min(1).max(10_000).default(25)
   .describe('Steps from the whole image to none of it (deletion) or back (insertion); pixelsPerStep = ceil(H*W / steps)');
 const pixelsPerStepOption = z.number().int().positive().optional()
   .describe('Pixels removed or revealed per step (default: ceil(H*W / steps); RISE used 224 on 224x224 images)');
@@ -39,7 +39,9 @@ export const metricsOptions = z.strictObject({
     threshold: z.number().min(-1).max(1).default(0.5)
       .describe('Flag a method whose mean Spearman correlation of |map| with the original, after the full cascade, is above this'),
     methods: z.array(z.string().min(1)).min(1).optional()
-      .describe('Methods to rerun for this test (default: the evaluated methods); it is the costliest metric'),
+      .describe('Methods to rerun for this test (default: the evaluated methods that cost at most maxPasses model passes per sample); it is the costliest metric: every listed method runs again at every cascade point'),
+    maxPasses: z.number().int().min(1).default(8)
+      .describe('Without a methods list, leave out methods whose map costs more model passes per sample than this (occlusion, SmoothGrad and integrated gradients at their defaults); the report names them'),
   }).prefault({}),
   pointingGame: z.strictObject({
     enabled: z.boolean().default(true),

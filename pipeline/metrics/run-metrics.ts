@@ -5,7 +5,7 @@ import type { z } from 'zod';
 import type { Box, ImageRef } from '../data.ts';
 import type { Artifact } from '../manifest.ts';
 import { gaussianBlur } from '../methods/integrated-gradients.ts';
-import type { MethodContext, MethodDef } from '../methods/types.ts';
+import { methodPasses, type MethodContext, type MethodDef } from '../methods/types.ts';
 import { decodeNpy } from '../npy.ts';
 import { upsampleBilinear } from '../render.ts';
 import { curvesSvg, rasterize, type ChartPanel } from './chart.ts';
@@ -208,7 +208,15 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
 
   // ---- randomization ----
   if (opts.randomization.enabled) {
-    const wanted = opts.randomization.methods ?? methodIds;
+    const costOf = (id: string) => {
+      const d = defs.get(id);
+      return d ? methodPasses(d.def, d.opts, [H, W]) : 1;
+    };
+    const costly = opts.randomization.methods ? [] : methodIds.filter((id) => costOf(id) > opts.randomization.maxPasses);
+    const wanted = opts.randomization.methods ?? methodIds.filter((id) => !costly.includes(id));
+    if (costly.length) {
+      logger.info(`metrics: randomization test leaves out ${costly.map((id) => `${id} (${costOf(id)} passes per sample)`).join(', ')}: above metrics.randomization.maxPasses = ${opts.randomization.maxPasses}; list them in metrics.randomization.methods to test them`);
+    }
     const evaluated: EvaluatedMethod[] = [];
     for (const id of wanted) {
       const d = defs.get(id);
@@ -219,6 +227,7 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
     }
     const t0 = performance.now();
     json.randomization = await randomizationTest(ctx, evaluated, opts.randomization, logger);
+    if (costly.length) json.randomization.skipped = costly.map((id) => ({ method: id, passes: costOf(id) }));
     if (json.randomization.supported && evaluated.length) logger.info(`metrics: randomization test in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
     const { steps } = json.randomization;
     const L = steps.at(-1)?.randomized ?? 0;

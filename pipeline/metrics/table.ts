@@ -63,6 +63,8 @@ function columnNote(m: MetricsJson): string[] {
   if (base) notes.push(base);
   if (m.randomization?.supported && m.randomization.steps.length) {
     notes.push(`Randomization: mean Spearman correlation ρ of |map| with the original map after re-initialising all ${m.randomization.steps.at(-1)!.randomized} weighted layers from the top (closer to 0 is better; above ${m.randomization.threshold} is flagged).`);
+    const skipped = skippedText(m);
+    if (skipped) notes.push(skipped);
   } else if (m.randomization?.note) {
     notes.push(`Randomization test: ${m.randomization.note}.`);
   }
@@ -113,6 +115,13 @@ export function metricsTableHtml(metricsJson: unknown): string {
   const flags = m.flags.map((f) => `<p class="flag"><strong>${f.severity === 'warn' ? '◐' : '⚠'} ${htmlEscape(titleOf(m, f.method))}:</strong> ${htmlEscape(f.message)}</p>`).join('\n');
   const notes = columnNote(m);
   return [`<table>\n${head}\n${body.join('\n')}\n</table>`, flags, notes.length ? `<ul>${notes.map((n) => `<li>${htmlEscape(n)}</li>`).join('')}</ul>` : ''].filter(Boolean).join('\n');
+}
+
+/** The methods the randomization test left out for their cost, in words (undefined: none). */
+export function skippedText(m: MetricsJson): string | undefined {
+  const skipped = m.randomization?.skipped ?? [];
+  if (skipped.length === 0) return undefined;
+  return `Not rerun in the randomization test, for their cost (model passes per sample, at every cascade point): ${skipped.map((x) => `${titleOf(m, x.method)} (${x.passes})`).join(', ')}; list them in metrics.randomization.methods to test them.`;
 }
 
 /** How removed pixels were filled, in words. */

@@ -76,6 +76,8 @@ export interface RandomizationMetric {
   layers: string[];
   steps: RandomizationStep[];
   methods: RandomizationMethod[];
+  /** Evaluated methods left out for their cost (model passes per sample above `maxPasses`). */
+  skipped?: { method: string; passes: number }[];
 }
 
 export interface PointingMetric {

@@ -54,6 +54,7 @@ function metricsJson(): MetricsJson {
         { method: 'grad-cam', abs: [0.3, 0.05], signed: [0.3, 0.05], final: 0.05, flagged: false, insensitiveUpTo: 0, samples: [] },
         { method: 'saliency', abs: [0.97, 0.91], signed: [0.97, 0.91], final: 0.91, flagged: true, insensitiveUpTo: 4, samples: [] },
       ],
+      skipped: [{ method: 'occlusion', passes: 226 }],
     },
   };
 }
@@ -104,6 +105,7 @@ describe('metrics page', () => {
     expect(cells).toMatch(/0\.400\s*<span class="worse-mark" title="no better than Random \(per pixel\)">/);
     expect(cells.match(/worse-mark/g)).toHaveLength(1);
     expect(text).toContain('down to <code>conv2d_1</code>');
+    expect(text).toMatch(/Not rerun, for their cost \(model passes per sample, at every cascade point\): occlusion \(226\)\.\s*List them in <code>metrics\.randomization\.methods<\/code>/);
   });
 
   it('escapes model-supplied titles', () => {

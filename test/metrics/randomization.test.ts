@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../pipeline/backend.ts';
 import { MemoryLogger, silentLogger } from '../../pipeline/logger.ts';
 import { gradCam } from '../../pipeline/methods/grad-cam.ts';
-import type { MethodDef } from '../../pipeline/methods/types.ts';
+import { defineMethod, methodPasses, type MethodDef } from '../../pipeline/methods/types.ts';
+import { metricsTableMarkdown, skippedText } from '../../pipeline/metrics/table.ts';
+import { z } from 'zod';
 import { averageRanks, cascadeCounts, spearman, weightedLayersTopDown } from '../../pipeline/metrics/randomization.ts';
 import { runMetrics } from '../../pipeline/metrics/run-metrics.ts';
 import type { MetricsJson } from '../../pipeline/metrics/types.ts';
@@ -14,7 +16,7 @@ import { LayersAdapter } from '../../pipeline/model/layers-adapter.ts';
 import { loadModel } from '../../pipeline/model/load.ts';
 import { methodContext, runMethod } from '../helpers/method-context.ts';
 import { inputEcho, layerEcho, writeMaps } from '../helpers/metrics.ts';
-import { writeTinyGraphModel } from '../helpers/tiny-models.ts';
+import { buildDag, DAG_INPUT, vals, writeTinyGraphModel } from '../helpers/tiny-models.ts';
 
 const off = { deletion: { enabled: false }, insertion: { enabled: false }, pointingGame: { enabled: false }, curves: false } as const;
 
@@ -190,5 +192,61 @@ describe('randomization on a GraphModel', () => {
     expect(json.deletion!.samples[0].methods.map((m) => m.method)).toEqual(['m', 'random']);
     x.dispose();
     adapter.dispose();
+  });
+});
+
+describe('randomization cost: which methods are rerun', () => {
+  beforeAll(async () => { await initBackend('wasm', silentLogger); });
+
+  /** A map method declaring `n` passes per sample (its maps: the input echoed). */
+  const costly = defineMethod({
+    id: 'costly',
+    title: 'Costly echo',
+    needs: {},
+    options: z.strictObject({ enabled: z.boolean().default(true), n: z.number().int().default(20) }),
+    passes: (o) => o.n,
+    async run(ctx) {
+      const [, H, W] = ctx.input.shape;
+      const data = tf.tidy(() => tf.sum(ctx.input, 3).dataSync());
+      await writeMaps(ctx, 'costly', ctx.samples.map((_, i) => data.slice(i * H * W, (i + 1) * H * W)), [H, W], ctx.samples.map((s) => s.target));
+    },
+  });
+
+  async function run(randomization: Record<string, unknown>) {
+    const model = new LayersAdapter(buildDag());
+    const x = tf.tensor4d(vals(32, 3, 1), [2, ...DAG_INPUT]);
+    const ctx = await methodContext(model, x);
+    await runMethod(inputEcho, ctx);
+    await runMethod(costly, ctx);
+    const methods = [
+      { def: inputEcho as unknown as MethodDef, opts: inputEcho.options.parse({}) },
+      { def: costly as unknown as MethodDef, opts: costly.options.parse({}) },
+    ];
+    const json = (await runMetrics(ctx, { methods }, { ...off, randomization: { maxSteps: 2, ...randomization } }))!;
+    x.dispose();
+    model.dispose();
+    return { json, logger: ctx.logger as MemoryLogger };
+  }
+
+  it('by default leaves out methods above maxPasses, says so in the log and the JSON, and tests the rest', async () => {
+    expect(methodPasses(costly as unknown as MethodDef, { n: 20 }, [4, 4])).toBe(20);
+    expect(methodPasses(inputEcho as unknown as MethodDef, {}, [4, 4])).toBe(1);
+    const { json, logger } = await run({});
+    expect(json.randomization!.methods.map((m) => m.method)).toEqual(['input-echo']);
+    expect(json.randomization!.skipped).toEqual([{ method: 'costly', passes: 20 }]);
+    expect(json.table.find((r) => r.method === 'costly')!.randomization).toBeNull();
+    expect(logger.records.some((r) => r.level === 'info' && /leaves out costly \(20 passes per sample\).*maxPasses = 8.*metrics\.randomization\.methods/.test(r.msg))).toBe(true);
+    expect(skippedText(json)).toBe('Not rerun in the randomization test, for their cost (model passes per sample, at every cascade point): Costly echo (20); list them in metrics.randomization.methods to test them.');
+    expect(metricsTableMarkdown(json)).toContain('Not rerun in the randomization test');
+  });
+
+  it('reruns them when maxPasses allows it or when they are listed', async () => {
+    const wide = (await run({ maxPasses: 20 })).json.randomization!;
+    expect(wide.methods.map((m) => m.method)).toEqual(['input-echo', 'costly']);
+    expect(wide.skipped).toBeUndefined();
+    const listed = (await run({ methods: ['costly'] })).json.randomization!;
+    expect(listed.methods.map((m) => m.method)).toEqual(['costly']);
+    expect(listed.methods[0].flagged).toBe(true);
+    expect(listed.skipped).toBeUndefined();
   });
 });
