@@ -108,6 +108,21 @@ describe('metrics page', () => {
     expect(text).toMatch(/Not rerun, for their cost \(model passes per sample, at every cascade point\): occlusion \(226\)\.\s*List them in <code>metrics\.randomization\.methods<\/code>/);
   });
 
+  it("shows each sample's scores on its page, with ✗ where a map does no better than its own baseline", async () => {
+    const page = (await readFile(join(siteDir, 'samples/cat-01/index.html'), 'utf8')).replace(/ data-astro-cid-[a-z0-9]+/g, '');
+    const table = page.slice(page.indexOf('Trust scores for this sample'));
+    const rowOf = (title: string) => { const t = table.slice(table.indexOf(title)); return t.slice(0, t.indexOf('</tr>')); };
+    // the fixture's curves give every method the same AUC for deletion and insertion: grad-cam 0.2
+    // vs its 7x7 baseline's 0.5 is better on deletion (lower) and worse on insertion (higher is better)
+    const gc = rowOf('Grad-CAM</th>');
+    expect(gc).toMatch(/<td class="num">0\.200<\/td>/);
+    expect(gc).toMatch(/0\.200<span class="sample-metrics-flag" title="no better than Random \(7×7 grid\)"> ✗<\/span>/);
+    expect(gc.match(/✗/g)).toHaveLength(1);
+    // saliency 0.4 vs per-pixel 0.3: worse on deletion
+    expect(rowOf('&lt;script&gt;alert(1)&lt;/script&gt;')).toMatch(/0\.400<span class="sample-metrics-flag" title="no better than Random \(per pixel\)"> ✗<\/span>/);
+    expect(rowOf('<em>Random (7×7 grid)</em>')).toContain('0.500');
+  });
+
   it('escapes model-supplied titles', () => {
     expect(html).not.toContain(HOSTILE);
     expect(html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
