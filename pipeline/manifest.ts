@@ -88,6 +88,8 @@ export const Manifest = z.strictObject({
     inputShape: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]),
     classes: z.array(z.string()).min(1),
     params: z.number().int().nonnegative(),
+    /** SHA-256 of the weight specs and bytes (model/io.ts weightsHash); absent in older releases. */
+    weightsSha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
     layers: z.array(LayerSummary),
   }),
   methods: z.array(z.strictObject({ id: z.string(), title: z.string(), paper: z.string().optional() })),

@@ -46,6 +46,7 @@ interface Prepared {
   model: ModelAdapter;
   source: string;
   format: Manifest['model']['format'];
+  weightsSha256: string;
   classes: string[];
   methods: { def: MethodDef; opts: Record<string, unknown> }[];
 }
@@ -59,8 +60,9 @@ export async function prepare(configFile: string, logger: Logger): Promise<Prepa
   const modelPath = resolveFromConfig(loaded, config.model.path);
   let model: ModelAdapter;
   let format: Manifest['model']['format'];
+  let weightsSha256: string;
   try {
-    ({ adapter: model, format } = await loadModel(modelPath));
+    ({ adapter: model, format, weightsSha256 } = await loadModel(modelPath));
   } catch (err) {
     if (err instanceof ConvlensError) throw new ConvlensError(`${label}: model.path: ${err.message}`, { hint: err.hint, cause: err });
     throw err;
@@ -81,7 +83,7 @@ export async function prepare(configFile: string, logger: Logger): Promise<Prepa
   const methods = enabled.filter((m) => !skipped.includes(m));
   const problems = [...methods.flatMap(({ def, opts }) => (def.check?.(opts, model, classes) ?? []).map((p) => ({ path: `methods.${def.id}.${p.key}`, message: p.message.replace(/^viz\.yaml: [^:]+: /, '') }))), ...metricsProblems(config.metrics, METHOD_IDS)];
   if (problems.length) throw new ConfigError(label, problems);
-  return { loaded, model, source: config.model.path, format, classes, methods, backend };
+  return { loaded, model, source: config.model.path, format, weightsSha256, classes, methods, backend };
 }
 
 /**
@@ -177,6 +179,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
         inputShape: model.inputShape,
         classes,
         params: model.countParams(),
+        weightsSha256: prep.weightsSha256,
         layers: model.layers.map((l) => ({ name: l.name, type: l.type, outputShape: l.outputShape, params: l.params, inputs: l.inputs })),
       },
       methods: [

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ConvlensError } from '../errors.ts';
@@ -11,6 +12,20 @@ export interface LoadedArtifacts {
   format: ModelFormat;
   /** The model.json location as given (absolute path or URL). */
   location: string;
+  /** weightsHash(specs, shard bytes): tells whether two releases used the same weights. */
+  weightsSha256: string;
+}
+
+/**
+ * SHA-256 over the weight specs (name, shape, dtype, quantization, one JSON line) and then the
+ * weight bytes in manifest order: the same for the same weights however they are split into
+ * shards; any changed value, name or shape changes it. The topology is not included.
+ */
+export function weightsHash(specs: readonly tf.io.WeightsManifestEntry[], shards: readonly Uint8Array[]): string {
+  const h = createHash('sha256');
+  h.update(`${JSON.stringify(specs.map((w) => [w.name, w.shape, w.dtype, w.quantization ?? null]))}\n`);
+  for (const b of shards) h.update(b);
+  return h.digest('hex');
 }
 
 const isUrl = (s: string) => /^https?:\/\//i.test(s);
@@ -39,11 +54,13 @@ export async function readModelArtifacts(pathOrUrl: string, baseDir = process.cw
   const format = detectFormat(json);
   const specs: tf.io.WeightsManifestEntry[] = [];
   const buffers: ArrayBuffer[] = [];
+  const shards: Uint8Array[] = [];
   for (const group of json.weightsManifest) {
     specs.push(...group.weights);
     for (const p of group.paths) {
       const shard = isUrl(location) ? new URL(p, location).toString() : join(dirname(location), p);
       const bytes = await read(shard);
+      shards.push(bytes);
       buffers.push(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
     }
   }
@@ -58,7 +75,7 @@ export async function readModelArtifacts(pathOrUrl: string, baseDir = process.cw
     userDefinedMetadata: json.userDefinedMetadata,
     modelInitializer: json.modelInitializer,
   };
-  return { artifacts, format, location };
+  return { artifacts, format, location, weightsSha256: weightsHash(specs, shards) };
 }
 
 function detectFormat(json: tf.io.ModelJSON): ModelFormat {

@@ -10,18 +10,20 @@ export interface LoadedModel {
   format: ModelFormat;
   /** model.json as resolved (absolute path or URL). */
   location: string;
+  /** See io.ts weightsHash. */
+  weightsSha256: string;
 }
 
 /** Loads a LayersModel or GraphModel from a folder, a model.json or an http(s) URL. */
 export async function loadModel(pathOrUrl: string, baseDir?: string): Promise<LoadedModel> {
-  const { artifacts, format, location } = await readModelArtifacts(pathOrUrl, baseDir);
+  const { artifacts, format, location, weightsSha256 } = await readModelArtifacts(pathOrUrl, baseDir);
   try {
     if (format === 'graph-model') {
       const model = await tf.loadGraphModel(artifactsHandler(artifacts));
-      return { adapter: new GraphAdapter(model, artifacts.modelTopology as { node?: [] }, artifacts.weightSpecs ?? []), format, location };
+      return { adapter: new GraphAdapter(model, artifacts.modelTopology as { node?: [] }, artifacts.weightSpecs ?? []), format, location, weightsSha256 };
     }
     const model = await tf.loadLayersModel(artifactsHandler(artifacts));
-    return { adapter: new LayersAdapter(model), format, location };
+    return { adapter: new LayersAdapter(model), format, location, weightsSha256 };
   } catch (err) {
     if (err instanceof ConvlensError) throw err;
     throw new ConvlensError(`cannot load the ${format} at ${location}: ${(err as Error).message.split('\n')[0]}`, {

@@ -198,6 +198,8 @@ export function compare(current: Manifest, other: ReleaseEntry & { manifest: Man
   diff('Model', current.model.name, om.model.name);
   diff('Model source', current.model.source, om.model.source);
   diff('Parameters', String(current.model.params), String(om.model.params));
+  const weights = (m: Manifest) => (m.model.weightsSha256 ? `sha256 ${m.model.weightsSha256.slice(0, 12)}` : 'not recorded');
+  diff('Weights', weights(current), weights(om));
   diff('Classes', String(current.model.classes.length), String(om.model.classes.length));
   diff('Config hash', current.configHash.slice(0, 12), om.configHash.slice(0, 12));
   diff('Tool version', current.tool.version, om.tool.version);

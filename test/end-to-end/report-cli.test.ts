@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../pipeline/backend.ts';
 import { silentLogger } from '../../pipeline/logger.ts';
 import { parseManifest } from '../../pipeline/manifest.ts';
+import { readModelArtifacts } from '../../pipeline/model/io.ts';
 import { METHODS } from '../../pipeline/methods/registry.ts';
 import { decodeNpy } from '../../pipeline/npy.ts';
 import { makeTinyProject } from '../helpers/tiny-project.ts';
@@ -72,6 +73,7 @@ describe('convlens report (CLI, end to end)', () => {
     expect(manifest.release).toBe('r1');
     expect(manifest.backend.name).toBe('wasm');
     expect(manifest.model.params).toBe(p.params);
+    expect(manifest.model.weightsSha256).toBe((await readModelArtifacts(join(p.dir, 'model'))).weightsSha256);
     expect(manifest.model.layers.reduce((s, l) => s + l.params, 0)).toBe(p.params);
     expect(manifest.model.classes).toEqual(p.classes);
     expect(manifest.samples.map((s) => s.id)).toEqual(['circle-circle-1', 'square-square-1']);

@@ -260,6 +260,8 @@ describe('buildSite on a fixture release', () => {
     expect(cmp).toMatch(new RegExp(`<h1[^>]*>${RELEASE} <span[^>]*>vs</span> ${OLDER}</h1>`));
     expect(cmp).toContain('top-1 changed');
     expect(cmp).toContain('+30.0 pp'); // cat: 0.71 now, 0.41 before
+    // the weights differ (their SHA-256 in the manifests), shown in the differences table
+    expect(cmp).toMatch(/<th scope="row"[^>]*>Weights<\/th><td[^>]*>sha256 efefefefefef<\/td><td[^>]*>sha256 cdcdcdcdcdcd<\/td>/);
     // only the other release's files the page shows are copied, beside it
     const prefix = `../../releases/${OLDER}/`;
     const shown = new Set(attributes(cmp, 'src').filter((u) => u.startsWith(prefix)).map((u) => decodeURIComponent(u.slice(prefix.length))));
