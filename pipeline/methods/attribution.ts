@@ -102,11 +102,43 @@ export function blackPixel(ctx: MethodContext, option: number | number[] | undef
 }
 
 /**
- * Writes one picture per sample of a signed tensor [n, H, W, C] (a gradient or attribution):
- * v -> (v - min) / (max - min) with min and max over the whole image, all channels together
- * (the convention of pytorch-cnn-visualizations' save_gradient_images; zero maps to mid-gray only
- * when the range is symmetric). RGB for 3 channels (BGR models flipped to RGB), gray
- * for 1. Raw: the tensor [H, W, C] in the model's channel order.
+ * Signed values [H*W*C] (a gradient or attribution) as 8-bit pixels, pytorch-grad-cam's
+ * deprocess_image over the whole image:
+ *   v -> clip(0.5 + 0.1 (v - mean) / (std + 1e-5), 0, 1) * 255
+ * with one mean and standard deviation over all pixels and channels, so colours keep their
+ * balance; values beyond 5 standard deviations clip; a constant image is mid-gray. 3 channels: RGB (BGR models flipped); any other count: the channel
+ * mean as gray (1 channel out).
+ */
+export function signedImage(values: Float32Array, channels: number, channelOrder: 'rgb' | 'bgr'): { pixels: Uint8Array; channels: 1 | 3 } {
+  const pixels = values.length / channels;
+  const out: 1 | 3 = channels === 3 ? 3 : 1;
+  let vals = values;
+  if (out === 1 && channels !== 1) {
+    vals = new Float32Array(pixels);
+    for (let p = 0; p < pixels; p++) {
+      let s = 0;
+      for (let c = 0; c < channels; c++) s += values[p * channels + c];
+      vals[p] = s / channels;
+    }
+  }
+  let mean = 0;
+  for (const v of vals) mean += v;
+  mean /= vals.length || 1;
+  let sq = 0;
+  for (const v of vals) sq += (v - mean) ** 2;
+  const std = Math.sqrt(sq / (vals.length || 1));
+  const to8 = (v: number) => Math.round(Math.min(1, Math.max(0, 0.5 + (0.1 * (v - mean)) / (std + 1e-5))) * 255);
+  const px = new Uint8Array(pixels * out);
+  for (let p = 0; p < pixels; p++) {
+    if (out === 1) px[p] = to8(vals[p]);
+    else for (let c = 0; c < 3; c++) px[p * 3 + c] = to8(vals[p * 3 + (channelOrder === 'bgr' ? 2 - c : c)]);
+  }
+  return { pixels: px, channels: out };
+}
+
+/**
+ * Writes one picture per sample of a signed tensor [n, H, W, C] (a gradient or attribution),
+ * drawn by signedImage. Raw: the tensor [H, W, C] in the model's channel order.
  */
 export async function writeSignedImages(ctx: MethodContext, values: tf.Tensor4D, meta: {
   method: string;
@@ -114,12 +146,14 @@ export async function writeSignedImages(ctx: MethodContext, values: tf.Tensor4D,
   /** File and id suffix: "gradient", "attribution". */
   name: string;
   targets: readonly number[];
+  /** What the picture shows, for the alt text. */
   describe: string;
+  /** The layer a factor of the values comes from (Guided Grad-CAM). */
+  layer?: string;
 }): Promise<void> {
   const [n, H, W, C] = values.shape;
   const data = (await values.data()) as Float32Array;
   const per = H * W * C;
-  const channels: 1 | 3 = C === 3 ? 3 : 1;
   for (let i = 0; i < n; i++) {
     const s = ctx.samples[i];
     const cls = meta.targets[i];
@@ -128,26 +162,16 @@ export async function writeSignedImages(ctx: MethodContext, values: tf.Tensor4D,
     let min = Infinity;
     let max = -Infinity;
     for (const v of raw) { if (v < min) min = v; if (v > max) max = v; }
-    const span = max - min;
-    const to8 = (v: number) => (span > 0 ? Math.round(((v - min) / span) * 255) : 128);
-    const pixels = new Uint8Array(H * W * channels);
-    for (let p = 0; p < H * W; p++) {
-      if (channels === 3) {
-        for (let c = 0; c < 3; c++) pixels[p * 3 + c] = to8(raw[p * C + (ctx.settings.channelOrder === 'bgr' ? 2 - c : c)]);
-      } else {
-        let v = 0;
-        for (let c = 0; c < C; c++) v += raw[p * C + c];
-        pixels[p] = to8(C === 1 ? v : v / C);
-      }
-    }
+    const { pixels, channels } = signedImage(raw, C, ctx.settings.channelOrder);
     await ctx.out.image(`${meta.method}/${s.id}`, `${cls}-${meta.name}`, {
       id: `${meta.method}/${s.id}/${cls}/${meta.name}`,
       method: meta.method,
       image: s.id,
       class: cls,
       className,
-      title: `${meta.title} ${meta.name} for "${className}"`,
-      alt: `${meta.title} ${meta.name} of sample ${s.source} for "${className}" as a ${channels === 3 ? 'colour' : 'gray'} image, ${meta.describe}`,
+      ...(meta.layer ? { layer: meta.layer } : {}),
+      title: `${meta.title} ${meta.name} for "${className}"${meta.layer ? ` (at ${meta.layer})` : ''}`,
+      alt: `${meta.title} ${meta.name} of sample ${s.source} for "${className}" as a ${channels === 3 ? 'colour' : 'gray'} image, ${meta.describe}; gray is the image's mean value`,
       stats: { min, max, channels: C },
     }, { pixels, width: W, height: H, channels }, { data: raw, shape: [H, W, C] });
   }
@@ -170,7 +194,7 @@ export async function runReluRuleGradients(ctx: MethodContext, rule: Exclude<Rel
   try {
     await writeSignedImages(ctx, grad, {
       method: meta.method, title: meta.title, name: 'gradient', targets,
-      describe: 'each channel of the signed gradient scaled by the min and max over the image',
+      describe: 'each channel of the signed gradient',
     });
     const map = reduceChannels(grad, 'abs-max');
     try {

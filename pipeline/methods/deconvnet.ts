@@ -12,8 +12,8 @@ import { alphaOption } from './maps.ts';
  * Deconvolution. Simonyan et al. 2014 (sec. 4) showed the deconvnet differs from backpropagation
  * only in this rule (unpooling with switches is the max-pool gradient; transposed filters are the
  * conv gradient). The paper projects one feature map; like Captum we start from the class score.
- * Output: g [H, W, C] as a signed gradient image (per-image min-max over all channels, see
- * writeSignedImages; raw [H, W, C]) and max_k |g_k| as a heatmap (raw [H, W]).
+ * Output: g [H, W, C] as a signed gradient image (pytorch-grad-cam's deprocess_image, see
+ * attribution.ts signedImage; raw [H, W, C]) and max_k |g_k| as a heatmap (raw [H, W]).
  */
 export const deconvnet = defineMethod({
   id: 'deconvnet',

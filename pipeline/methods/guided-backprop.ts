@@ -11,8 +11,8 @@ import { alphaOption } from './maps.ts';
  *   dx = max(dy, 0) * [x > 0]    (the standard forward mask and the deconvnet's rectification)
  * (LeakyReLU / ReLU6: the standard gradient, rectified; see model/relu-rules.ts), as Captum's
  * GuidedBackprop. The rule is switched globally for the pass and always restored.
- * Output: g [H, W, C] as a signed gradient image (per-image min-max over all channels, see
- * writeSignedImages; raw [H, W, C]) and max_k |g_k| as a heatmap (raw [H, W]).
+ * Output: g [H, W, C] as a signed gradient image (pytorch-grad-cam's deprocess_image, see
+ * attribution.ts signedImage; raw [H, W, C]) and max_k |g_k| as a heatmap (raw [H, W]).
  */
 export const guidedBackprop = defineMethod({
   id: 'guided-backprop',

@@ -93,7 +93,7 @@ export const integratedGradients = defineMethod({
       try {
         await writeSignedImages(ctx, A, {
           method: 'integrated-gradients', title: 'Integrated gradients', name: 'attribution', targets,
-          describe: 'each channel of the signed attribution scaled by the min and max over the image',
+          describe: 'each channel of the signed attribution',
         });
         const signed = tf.sum(A, 3) as tf.Tensor3D;
         const display = tf.abs(signed) as tf.Tensor3D;

@@ -3,7 +3,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../pipeline/backend.ts';
 import { silentLogger } from '../../pipeline/logger.ts';
 import { gradCamMaps } from '../../pipeline/methods/grad-cam.ts';
-import { gradientImage, guidedGradCam } from '../../pipeline/methods/guided-grad-cam.ts';
+import { signedImage } from '../../pipeline/methods/attribution.ts';
+import { guidedGradCam } from '../../pipeline/methods/guided-grad-cam.ts';
 import { classScore } from '../../pipeline/model/adapter.ts';
 import { LayersAdapter } from '../../pipeline/model/layers-adapter.ts';
 import { darknetInput, FIXTURES, haveDarknet, loadDarknet } from '../helpers/darknet.ts';
@@ -71,18 +72,19 @@ describe('guided-grad-cam', () => {
     model.dispose();
   });
 
-  it('draws the signed gradient with pytorch-grad-cam deprocess_image, one scale for all channels', () => {
+  it('draws signed images with pytorch-grad-cam deprocess_image, one scale for all channels', () => {
     // values 0, 1, 2, 3, 4, 5 (two RGB pixels): mean 2.5, std sqrt(35/12)
     const v = Float32Array.from([0, 1, 2, 3, 4, 5]);
     const std = Math.sqrt(35 / 12);
     const to8 = (x: number) => Math.round(Math.min(1, Math.max(0, 0.5 + (0.1 * (x - 2.5)) / (std + 1e-5))) * 255);
-    expect(Array.from(gradientImage(v, 3, 'rgb'))).toEqual([0, 1, 2, 3, 4, 5].map(to8));
-    expect(Array.from(gradientImage(v, 3, 'bgr'))).toEqual([2, 1, 0, 5, 4, 3].map(to8));
-    // one channel: gray
-    const g = gradientImage(Float32Array.from([-1, 1]), 1, 'rgb');
-    expect(Array.from(g)).toEqual([102, 102, 102, 153, 153, 153]);
-    // zero gradient everywhere: mid gray
-    expect(Array.from(gradientImage(new Float32Array(3), 3, 'rgb'))).toEqual([128, 128, 128]);
+    expect(signedImage(v, 3, 'rgb')).toEqual({ pixels: Uint8Array.from([0, 1, 2, 3, 4, 5].map(to8)), channels: 3 });
+    expect(Array.from(signedImage(v, 3, 'bgr').pixels)).toEqual([2, 1, 0, 5, 4, 3].map(to8));
+    // one channel: gray, 0.5 -+ 0.1 / (1 + 1e-5) -> 102, 153
+    expect(signedImage(Float32Array.from([-1, 1]), 1, 'rgb')).toEqual({ pixels: Uint8Array.from([102, 153]), channels: 1 });
+    // two channels: their mean as gray: (-1 + -1) / 2, (1 + 1) / 2
+    expect(signedImage(Float32Array.from([-1, -1, 1, 1]), 2, 'rgb')).toEqual({ pixels: Uint8Array.from([102, 153]), channels: 1 });
+    // zero everywhere: mid gray
+    expect(Array.from(signedImage(new Float32Array(3), 3, 'rgb').pixels)).toEqual([128, 128, 128]);
   });
 
   it.skipIf(!haveDarknet)('runs on the real Darknet Tiny for chelsea.png', async () => {
