@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConvlensError } from '../errors.ts';
-import { BaseAdapter, backwardBatchFor, type ConvGeometry, type GradientResult, type LayerInfo, type ModelAdapter, type Objective } from './adapter.ts';
+import { BaseAdapter, backwardBatchFor, initialWeight, weightSeed, type ConvGeometry, type GradientResult, type LayerInfo, type ModelAdapter, type Objective } from './adapter.ts';
 
-interface GraphNodeDef {
+export interface GraphNodeDef {
   name: string;
   op: string;
   input?: string[];
@@ -22,6 +22,8 @@ const SKIP_OPS = new Set(['Const', 'Placeholder', 'NoOp', 'Identity']);
  * the node (skip connections) keep their values.
  * Deviation: converted graphs may hold `_FusedConv2D` / `FusedMatMul` nodes whose gradient also
  * computes the weight gradient (slower than the LayersModel path; correct results).
+ * Layers are listed in topological order (the converter's node order when it already is one), so
+ * "from the top" in the randomization cascade follows the data flow.
  */
 export class GraphAdapter extends BaseAdapter implements ModelAdapter {
   readonly format = 'graph-model' as const;
@@ -57,7 +59,7 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     const weightNames = new Set(weightSpecs.map((w) => w.name));
     const specSize = new Map(weightSpecs.filter((w) => w.dtype === 'float32').map((w) => [w.name, w.shape.reduce((a, b) => a * b, 1)]));
     this.totalParams = [...specSize.values()].reduce((a, b) => a + b, 0);
-    const ops = [...this.nodes.values()].filter((n) => !SKIP_OPS.has(n.op));
+    const ops = topologicalOps(this.nodes).filter((n) => !SKIP_OPS.has(n.op));
     const shapes = this.probeShapes(ops.map((n) => n.name));
     this.layers = ops.map((n) => {
       const ins = (n.input ?? []).filter((i) => !i.startsWith('^')).map(stripPort);
@@ -149,13 +151,40 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     }));
   }
 
-  /** GraphModel weights live inside the graph executor, which offers no way to swap them. */
-  readonly randomizable = false;
+  readonly randomizable = true;
 
-  withRandomizedLayers<T>(): Promise<T> {
-    return Promise.reject(new ConvlensError('re-initialising layer weights is not supported for GraphModels', {
-      hint: 'The model-parameter randomization test needs a LayersModel; set metrics.randomization.enabled: false to skip it.',
-    }));
+  /**
+   * A GraphModel's weights are the graph executor's weight map (constant name -> tensors), read
+   * afresh by every execute. Each float32 weight constant a named node reads directly is replaced
+   * by a seeded draw, chosen by the node's op and the input position, since a converted graph
+   * keeps no Keras weight names (graphInitialWeight). The executor's map is swapped as a whole
+   * (its setter also records which tensors are weights, so execute never disposes the draws) and
+   * the original map object, with the original tensors, is put back afterwards.
+   */
+  async withRandomizedLayers<T>(layerNames: readonly string[], seed: number, fn: () => T | Promise<T>): Promise<T> {
+    const executor = (this.model as unknown as { executor: { weightMap: Record<string, tf.Tensor[]> } }).executor;
+    const original = executor.weightMap;
+    const next: Record<string, tf.Tensor[]> = { ...original };
+    const fresh: tf.Tensor[] = [];
+    try {
+      for (const name of new Set(layerNames)) {
+        this.layer(name);
+        const node = this.nodes.get(name)!;
+        (node.input ?? []).forEach((raw, index) => {
+          const input = stripPort(raw);
+          const w = original[input]?.[0];
+          if (raw.startsWith('^') || !w || w.dtype !== 'float32') return;
+          const t = graphInitialWeight(node.op, index, w.shape, weightSeed(seed, name, index));
+          fresh.push(t);
+          next[input] = [t];
+        });
+      }
+      executor.weightMap = next;
+      return await fn();
+    } finally {
+      executor.weightMap = original;
+      tf.dispose(fresh);
+    }
   }
 
   dispose(): void {
@@ -225,4 +254,51 @@ function poolGeometry(n: GraphNodeDef): ConvGeometry | undefined {
 
 function stripPort(name: string): string {
   return name.replace(/^\^/, '').replace(/:\d+$/, '');
+}
+
+const KERNEL_OPS = new Set(['Conv2D', '_FusedConv2D', 'DepthwiseConv2dNative', 'FusedDepthwiseConv2dNative', 'MatMul', '_FusedMatMul', 'BatchMatMul', 'BatchMatMulV2', 'Conv2DBackpropInput']);
+const ONES_OPS = new Set(['Mul', 'RealDiv']);
+
+/**
+ * The re-initialised value of weight input `index` of a GraphModel node with op `op`:
+ *  - the filter / matrix (input 1) of a convolution or matrix product: Glorot-uniform, as
+ *    initialWeight's kernel rule (fans from the shape, channels last);
+ *  - FusedBatchNorm scale (input 1) and variance (input 4), and the constant of a Mul or RealDiv
+ *    (a folded scale): ones;
+ *  - everything else (biases, offsets, means, fused bias arguments, PReLU alphas): zeros.
+ * The Keras defaults initialWeight uses for LayersModels, matched by role instead of by name.
+ */
+export function graphInitialWeight(op: string, index: number, shape: readonly number[], seed: number): tf.Tensor {
+  if (KERNEL_OPS.has(op) && index === 1) return initialWeight('kernel', shape, seed);
+  if ((op.startsWith('FusedBatchNorm') && (index === 1 || index === 4)) || ONES_OPS.has(op)) return tf.ones([...shape]);
+  return tf.zeros([...shape]);
+}
+
+/**
+ * Every node after the nodes it reads (iterative depth-first post-order, starting from each node
+ * in the given order, so an order that already is topological is kept as it is).
+ */
+export function topologicalOps(nodes: ReadonlyMap<string, GraphNodeDef>): GraphNodeDef[] {
+  const order: GraphNodeDef[] = [];
+  const seen = new Set<string>();
+  for (const start of nodes.values()) {
+    if (seen.has(start.name)) continue;
+    seen.add(start.name);
+    const stack: { node: GraphNodeDef; next: number }[] = [{ node: start, next: 0 }];
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      const inputs = top.node.input ?? [];
+      if (top.next < inputs.length) {
+        const dep = nodes.get(stripPort(inputs[top.next++].replace(/^\^/, '')));
+        if (dep && !seen.has(dep.name)) {
+          seen.add(dep.name);
+          stack.push({ node: dep, next: 0 });
+        }
+      } else {
+        stack.pop();
+        order.push(top.node);
+      }
+    }
+  }
+  return order;
 }

@@ -178,18 +178,35 @@ describe('randomization on a GraphModel', () => {
   });
   afterAll(async () => { await rm(tmp, { recursive: true, force: true }); });
 
-  it('is skipped with a clear log line; the other metrics still run', async () => {
+  it('cascades through the graph nodes from the top and restores the weights', async () => {
     await writeTinyGraphModel(tmp);
     const { adapter } = await loadModel(tmp);
-    const x = tf.tensor4d(Float32Array.from({ length: 16 }, (_, i) => i / 16), [1, 4, 4, 1]);
+    const x = tf.tensor4d(Float32Array.from({ length: 32 }, (_, i) => ((i * 7) % 16) / 16), [2, 4, 4, 1]);
     const ctx = await methodContext(adapter, x);
-    const logger = ctx.logger as MemoryLogger;
-    await writeMaps(ctx, 'm', [Array.from({ length: 16 }, (_, i) => i)], [4, 4], [ctx.samples[0].target]);
-    const json = (await runMetrics(ctx, { methods: [{ def: inputEcho as unknown as MethodDef, opts: {} }] }, { curves: false, insertion: { enabled: false }, deletion: { pixelsPerStep: 4, fill: 0 }, randomization: { methods: ['m'] } }))!;
-    expect(json.randomization!.supported).toBe(false);
-    expect(json.randomization!.note).toMatch(/not supported for GraphModels/);
-    expect(logger.records.some((r) => r.level === 'info' && /randomization test not supported for GraphModels/.test(r.msg))).toBe(true);
-    expect(json.deletion!.samples[0].methods.map((m) => m.method)).toEqual(['m', 'random']);
+    await runMethod(inputEcho, ctx);
+    await runMethod(gradCam, ctx, { layer: 'relu' });
+    const before = tf.tidy(() => Float32Array.from(adapter.forward(x).logits.dataSync()));
+    const methods = [
+      { def: inputEcho as unknown as MethodDef, opts: inputEcho.options.parse({}) },
+      { def: gradCam as unknown as MethodDef, opts: gradCam.options.parse({ layer: 'relu' }) },
+    ];
+    const tensors = tf.memory().numTensors;
+    const json = (await runMetrics(ctx, { methods }, { curves: false, insertion: { enabled: false }, deletion: { pixelsPerStep: 4, fill: 0 } }))!;
+    expect(tf.memory().numTensors).toBe(tensors);
+    const r = json.randomization!;
+    expect(r.supported).toBe(true);
+    expect(r.layers).toEqual(['logits', 'bias_add', 'conv']);
+    expect(r.steps.map((s) => s.layer)).toEqual(['logits', 'bias_add', 'conv']);
+    const echo = r.methods.find((m) => m.method === 'input-echo')!;
+    expect(echo.abs).toEqual([1, 1, 1]);
+    expect(echo.flagged).toBe(true);
+    const cam = r.methods.find((m) => m.method === 'grad-cam')!;
+    // the rerun maps differ from the originals at every point (here the randomized class weights
+    // leave Grad-CAM's 3x3 maps constant, which counts as rho 0)
+    expect(cam.abs.every((v) => v !== null && v < 0.5)).toBe(true);
+    expect(cam.flagged).toBe(false);
+    expect(json.deletion!.samples[0].methods.map((m) => m.method)).toEqual(['input-echo', 'grad-cam', 'random', 'random-3x3']);
+    expect(tf.tidy(() => Float32Array.from(adapter.forward(x).logits.dataSync()))).toEqual(before);
     x.dispose();
     adapter.dispose();
   });

@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../pipeline/backend.ts';
 import { ConvlensError } from '../../pipeline/errors.ts';
 import { silentLogger } from '../../pipeline/logger.ts';
-import { classScore, type ModelAdapter, type Objective } from '../../pipeline/model/adapter.ts';
+import { classScore, initialWeight, weightSeed, type ModelAdapter, type Objective } from '../../pipeline/model/adapter.ts';
+import { graphInitialWeight, topologicalOps } from '../../pipeline/model/graph-adapter.ts';
 import { saveLayersModel } from '../../pipeline/model/io.ts';
 import { LayersAdapter } from '../../pipeline/model/layers-adapter.ts';
 import { loadModel } from '../../pipeline/model/load.ts';
@@ -219,6 +220,55 @@ describe('GraphAdapter on a hand-written graph model', () => {
       Object.defineProperty(adapter, 'backwardBatch', { value: 64 });
     }
     tf.dispose([xb, wt]);
+  });
+
+  it('re-initialises named nodes by role, by hand, and restores the very same weights', async () => {
+    const seed = 7;
+    const logitsNow = () => {
+      const t = tf.tidy(() => adapter.forward(x).logits);
+      const v = read64(t);
+      t.dispose();
+      return v;
+    };
+    const before = tf.memory().numTensors;
+    const original = adapter.weights('logits')[0];
+    const logits0 = logitsNow();
+    // MatMul's matrix (input 1): Glorot-uniform, limit sqrt(6 / (2 + 3)), drawn as initialWeight does
+    const drawn = tf.tidy(() => Array.from(initialWeight('kernel', [2, 3], weightSeed(seed, 'logits', 1)).dataSync()));
+    expect(drawn.every((v) => Math.abs(v) <= Math.sqrt(6 / 5))).toBe(true);
+    const got = await adapter.withRandomizedLayers(['logits'], seed, logitsNow);
+    expect(maxAbsDiff(got, graph64({ ...w, matmul: drawn }, t64(xVals, xShape)).logits.data)).toBeLessThan(1e-5);
+    // BiasAdd's constant: zeros; together with the matrix, as a cascade would
+    const both = await adapter.withRandomizedLayers(['logits', 'bias_add'], seed, logitsNow);
+    expect(maxAbsDiff(both, graph64({ ...w, matmul: drawn, bias: [0, 0] }, t64(xVals, xShape)).logits.data)).toBeLessThan(1e-5);
+    // Conv2D's filter: Glorot-uniform over fans 2*2*1 and 2*2*2
+    const filter = tf.tidy(() => Array.from(graphInitialWeight('Conv2D', 1, [2, 2, 1, 2], weightSeed(seed, 'conv', 1)).dataSync()));
+    const conv = await adapter.withRandomizedLayers(['conv'], seed, logitsNow);
+    expect(maxAbsDiff(conv, graph64({ ...w, filter }, t64(xVals, xShape)).logits.data)).toBeLessThan(1e-5);
+    // restored: the same tensor objects, the same outputs, nothing leaked; also when fn throws
+    await expect(adapter.withRandomizedLayers(['logits'], seed, () => { throw new Error('boom'); })).rejects.toThrow('boom');
+    expect(adapter.weights('logits')[0]).toBe(original);
+    expect(logitsNow()).toEqual(logits0);
+    expect(tf.memory().numTensors).toBe(before);
+    await expect(adapter.withRandomizedLayers(['logitz'], seed, () => 0)).rejects.toThrow(/no layer "logitz"/);
+  });
+
+  it('chooses initial values by op and input position', () => {
+    const val = (op: string, i: number) => tf.tidy(() => Array.from(graphInitialWeight(op, i, [2], 1).dataSync()));
+    expect(val('FusedBatchNormV3', 1)).toEqual([1, 1]);
+    expect(val('FusedBatchNormV3', 2)).toEqual([0, 0]);
+    expect(val('FusedBatchNormV3', 4)).toEqual([1, 1]);
+    expect(val('Mul', 1)).toEqual([1, 1]);
+    expect(val('_FusedConv2D', 2)).toEqual([0, 0]);
+    expect(val('AddV2', 1)).toEqual([0, 0]);
+  });
+
+  it('orders nodes topologically, keeping an order that already is one', () => {
+    const n = (name: string, input: string[] = []) => ({ name, op: 'Relu', input });
+    const shuffled = new Map([n('c', ['b']), n('a'), n('b', ['a:0', '^a'])].map((x) => [x.name, x]));
+    expect(topologicalOps(shuffled).map((x) => x.name)).toEqual(['a', 'b', 'c']);
+    const sorted = new Map([n('a'), n('x'), n('b', ['a']), n('c', ['b', 'x'])].map((x) => [x.name, x]));
+    expect(topologicalOps(sorted).map((x) => x.name)).toEqual(['a', 'x', 'b', 'c']);
   });
 
   it('leaks no tensors: forward, probabilities, gradient, withReluRule', async () => {

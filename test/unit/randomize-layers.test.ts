@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../pipeline/backend.ts';
-import { ConvlensError } from '../../pipeline/errors.ts';
 import { silentLogger } from '../../pipeline/logger.ts';
 import { initialWeight } from '../../pipeline/model/adapter.ts';
 import { LayersAdapter } from '../../pipeline/model/layers-adapter.ts';
@@ -114,13 +113,19 @@ describe('GraphAdapter', () => {
   beforeAll(async () => { tmp = await mkdtemp(join(tmpdir(), 'convlens-rand-graph-')); });
   afterAll(async () => { await rm(tmp, { recursive: true, force: true }); });
 
-  it('is not randomizable and says so', async () => {
+  it('is randomizable; a layer keeps its draws as the cascade randomizes more layers (see graph-adapter.test.ts for the values)', async () => {
     await writeTinyGraphModel(tmp);
     const { adapter } = await loadModel(tmp);
-    expect(adapter.randomizable).toBe(false);
-    const err = await adapter.withRandomizedLayers(['conv'], 0, () => 1).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ConvlensError);
-    expect((err as Error).message).toMatch(/not supported for GraphModels/);
+    expect(adapter.randomizable).toBe(true);
+    const read = () => Array.from(adapter.weights('logits')[0].dataSync());
+    const original = read();
+    const alone = await adapter.withRandomizedLayers(['logits'], 3, read);
+    const cascade = await adapter.withRandomizedLayers(['logits', 'bias_add', 'conv'], 3, read);
+    const otherSeed = await adapter.withRandomizedLayers(['logits'], 4, read);
+    expect(alone).not.toEqual(original);
+    expect(cascade).toEqual(alone);
+    expect(otherSeed).not.toEqual(alone);
+    expect(read()).toEqual(original);
     adapter.dispose();
   });
 });
