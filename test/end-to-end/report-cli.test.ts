@@ -4,7 +4,6 @@ import { readFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../pipeline/backend.ts';
 import { silentLogger } from '../../pipeline/logger.ts';
 import { parseManifest } from '../../pipeline/manifest.ts';
