@@ -24,7 +24,7 @@ export const DEFAULTS = {
     resize: 'fill' as 'fill' | 'cover' | 'contain',
   },
   data: { samples: { limit: 16 }, dataset: { limit: 2000 } },
-  compute: { backend: 'auto' as (typeof BACKEND_CHOICES)[number], batchSize: 32 },
+  compute: { backend: 'auto' as (typeof BACKEND_CHOICES)[number], batchSize: 32, workers: 'auto' as 'auto' | number },
   output: { dir: 'output', imageFormat: 'png' as 'png' | 'webp', colormap: 'turbo' as const },
   site: { base: '/', title: undefined as string | undefined },
   methods: methodDefaults(),
@@ -70,6 +70,8 @@ export const ConfigSchema = z.strictObject({
     backend: z.enum(BACKEND_CHOICES).default(DEFAULTS.compute.backend),
     batchSize: z.number().int().positive().default(DEFAULTS.compute.batchSize)
       .describe('Images per forward pass; backward passes use micro-batches within the wasm heap'),
+    workers: z.union([z.literal('auto'), z.number().int().min(0).max(64)]).default(DEFAULTS.compute.workers)
+      .describe('Worker threads for the metrics\' forward passes on the wasm and cpu backends, each with its own tfjs and copy of the model ("auto": one per core beyond the first, at most 7; 0: main thread only)'),
   }).prefault({}),
   output: z.strictObject({
     dir: z.string().min(1).default(DEFAULTS.output.dir),

@@ -13,6 +13,7 @@ import { metricsProblems } from './metrics/options.ts';
 import { runMetrics } from './metrics/run-metrics.ts';
 import type { DatasetAccess, MethodDef, SampleItem } from './methods/types.ts';
 import type { ModelAdapter } from './model/adapter.ts';
+import { ForwardPool } from './compute/forward-pool.ts';
 import { loadModel } from './model/load.ts';
 import { encodeImage } from './render.ts';
 import { ReleaseWriter } from './release-writer.ts';
@@ -47,6 +48,8 @@ interface Prepared {
   source: string;
   format: Manifest['model']['format'];
   weightsSha256: string;
+  /** model.path resolved against the config file (forward workers load it again). */
+  modelPath: string;
   classes: string[];
   methods: { def: MethodDef; opts: Record<string, unknown> }[];
 }
@@ -83,7 +86,7 @@ export async function prepare(configFile: string, logger: Logger): Promise<Prepa
   const methods = enabled.filter((m) => !skipped.includes(m));
   const problems = [...methods.flatMap(({ def, opts }) => (def.check?.(opts, model, classes) ?? []).map((p) => ({ path: `methods.${def.id}.${p.key}`, message: p.message.replace(/^viz\.yaml: [^:]+: /, '') }))), ...metricsProblems(config.metrics, METHOD_IDS)];
   if (problems.length) throw new ConfigError(label, problems);
-  return { loaded, model, source: config.model.path, format, weightsSha256, classes, methods, backend };
+  return { loaded, model, source: config.model.path, format, weightsSha256, modelPath, classes, methods, backend };
 }
 
 /**
@@ -162,7 +165,16 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
       timings.push({ stage: def.id, ms: Math.round(performance.now() - t0), count: made });
     }
 
-    await timed('metrics', () => runMetrics(ctx, { methods, refs: sampleRefs }, config.metrics));
+    const curvesWanted = config.metrics.enabled && (config.metrics.deletion.enabled || config.metrics.insertion.enabled);
+    // wasm and cpu run one thread per tfjs instance; libtensorflow (tfjs-node) already uses every core
+    const oneThread = prep.backend.name === 'wasm' || prep.backend.name === 'cpu';
+    const workers = !oneThread ? 0 : config.compute.workers === 'auto' ? ForwardPool.defaultSize() : config.compute.workers;
+    const pool = curvesWanted ? await ForwardPool.start({ modelPath: prep.modelPath, backend: prep.backend.name }, workers, logger) : undefined;
+    try {
+      await timed('metrics', () => runMetrics({ ...ctx, pool }, { methods, refs: sampleRefs }, config.metrics));
+    } finally {
+      await pool?.close();
+    }
     const hasMetrics = writer.artifacts.some((a) => a.method === 'metrics');
 
     const manifest: Manifest = {

@@ -5,6 +5,7 @@ import type { ModelAdapter } from '../model/adapter.ts';
 import type { Colormap } from '../render.ts';
 import type { ReleaseWriter } from '../release-writer.ts';
 import type { ImageRef, Preprocessing } from '../data.ts';
+import type { ForwardPool } from '../compute/forward-pool.ts';
 
 export interface SampleItem {
   id: string;
@@ -42,6 +43,11 @@ export interface MethodContext {
   out: ReleaseWriter;
   logger: Logger;
   settings: { colormap: Colormap; batchSize: number; channelOrder: 'rgb' | 'bgr' };
+  /**
+   * Forward workers for batches of plain forward passes of the model's own weights (the metrics'
+   * perturbation curves); absent: everything runs on the main thread.
+   */
+  pool?: ForwardPool;
 }
 
 export interface OptionProblem {

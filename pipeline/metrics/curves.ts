@@ -3,6 +3,7 @@ import type { Progress } from '../logger.ts';
 import type { ModelAdapter } from '../model/adapter.ts';
 import type { DatasetAccess } from '../methods/types.ts';
 import { mulberry32 } from '../random.ts';
+import type { ForwardPool } from '../compute/forward-pool.ts';
 import { argsort } from './sort.ts';
 
 /**
@@ -87,40 +88,29 @@ export interface CurveSpec {
   target: number;
 }
 
+/** One batch of curve images [m, H, W, C] and where each row's p_target goes. */
+interface CurveBatch {
+  images: Float32Array;
+  rows: { target: number; set: (p: number) => void }[];
+}
+
 /**
- * p_target at every curve point of every spec, all images packed into batches of `batchSize`
- * for `model.probabilities` (the endpoints once per distinct start/end image and class).
+ * The images of every curve point of every spec, packed into batches of up to `batchSize` (the
+ * endpoints once per distinct start/end image and class), each with the setters of its rows.
  */
-export function perturbationCurves(model: ModelAdapter, shape: [number, number, number], specs: readonly CurveSpec[], pixelsPerStep: number, batchSize: number, progress?: Progress): number[][] {
-  const [H, W, C] = shape;
-  const P = H * W;
-  const size = P * C;
-  const n = Math.ceil(P / pixelsPerStep);
-  for (const s of specs) {
-    if (s.start.length !== size || s.end.length !== size) throw new Error(`perturbationCurves: images must hold ${size} values`);
-    if (s.order.length !== P) throw new Error(`perturbationCurves: the pixel order must hold ${P} indices`);
-  }
-  const curves = specs.map(() => new Array<number>(n + 1).fill(NaN));
+function* curveBatches(specs: readonly CurveSpec[], curves: number[][], size: number, C: number, n: number, pixelsPerStep: number, batchSize: number): Generator<CurveBatch> {
   const batch = Math.max(1, batchSize);
-  const buf = new Float32Array(batch * size);
-  let pending: ((probs: Float32Array, row: number, classes: number) => void)[] = [];
-  const flush = () => {
-    if (pending.length === 0) return;
-    const m = pending.length;
-    const probs = tf.tidy(() => {
-      const x = tf.tensor4d(buf.subarray(0, m * size), [m, H, W, C]);
-      return model.probabilities(x).dataSync() as Float32Array;
-    });
-    const classes = probs.length / m;
-    pending.forEach((set, row) => set(probs, row, classes));
-    progress?.tick(m);
-    pending = [];
-  };
-  const push = (fill: (slot: Float32Array) => void, set: (p: number) => void, target: number) => {
-    fill(buf.subarray(pending.length * size, (pending.length + 1) * size));
-    pending.push((probs, row, classes) => set(probs[row * classes + target]));
-    if (pending.length === batch) flush();
-  };
+  let images = new Float32Array(batch * size);
+  let rows: CurveBatch['rows'] = [];
+  function* push(fill: (slot: Float32Array) => void, target: number, set: (p: number) => void): Generator<CurveBatch> {
+    fill(images.subarray(rows.length * size, (rows.length + 1) * size));
+    rows.push({ target, set });
+    if (rows.length === batch) {
+      yield { images, rows };
+      images = new Float32Array(batch * size);
+      rows = [];
+    }
+  }
 
   // endpoints, once per (image, class)
   const ends = new Map<Float32Array, Map<number, { curve: number[]; k: number }[]>>();
@@ -137,13 +127,14 @@ export function perturbationCurves(model: ModelAdapter, shape: [number, number, 
   });
   for (const [img, byTarget] of ends) {
     for (const [target, list] of byTarget) {
-      push((slot) => slot.set(img), (p) => { for (const { curve, k } of list) curve[k] = p; }, target);
+      yield* push((slot) => slot.set(img), target, (p) => { for (const { curve, k } of list) curve[k] = p; });
     }
   }
 
   // intermediate points: each spec's image is built up step by step in `current`
   const current = new Float32Array(size);
-  specs.forEach((s, j) => {
+  for (let j = 0; j < specs.length; j++) {
+    const s = specs[j];
     current.set(s.start);
     for (let k = 1; k < n; k++) {
       for (let q = (k - 1) * pixelsPerStep; q < k * pixelsPerStep; q++) {
@@ -151,10 +142,73 @@ export function perturbationCurves(model: ModelAdapter, shape: [number, number, 
         for (let c = 0; c < C; c++) current[o + c] = s.end[o + c];
       }
       const curve = curves[j];
-      push((slot) => slot.set(current), (p) => { curve[k] = p; }, s.target);
+      yield* push((slot) => slot.set(current), s.target, (p) => { curve[k] = p; });
     }
-  });
-  flush();
+  }
+  if (rows.length) yield { images: images.subarray(0, rows.length * size), rows };
+}
+
+function checkSpecs(shape: [number, number, number], specs: readonly CurveSpec[], pixelsPerStep: number) {
+  const [H, W, C] = shape;
+  const P = H * W;
+  for (const s of specs) {
+    if (s.start.length !== P * C || s.end.length !== P * C) throw new Error(`perturbationCurves: images must hold ${P * C} values`);
+    if (s.order.length !== P) throw new Error(`perturbationCurves: the pixel order must hold ${P} indices`);
+  }
+  const n = Math.ceil(P / pixelsPerStep);
+  return { size: P * C, n, curves: specs.map(() => new Array<number>(n + 1).fill(NaN)) };
+}
+
+const apply = (b: CurveBatch, probs: Float32Array) => {
+  const classes = probs.length / b.rows.length;
+  b.rows.forEach((r, i) => r.set(probs[i * classes + r.target]));
+};
+
+/**
+ * p_target at every curve point of every spec, all images packed into batches of `batchSize`
+ * for `model.probabilities` (the endpoints once per distinct start/end image and class).
+ */
+export function perturbationCurves(model: ModelAdapter, shape: [number, number, number], specs: readonly CurveSpec[], pixelsPerStep: number, batchSize: number, progress?: Progress): number[][] {
+  const [H, W, C] = shape;
+  const { size, n, curves } = checkSpecs(shape, specs, pixelsPerStep);
+  for (const b of curveBatches(specs, curves, size, C, n, pixelsPerStep, batchSize)) {
+    const m = b.rows.length;
+    apply(b, tf.tidy(() => model.probabilities(tf.tensor4d(b.images, [m, H, W, C])).dataSync() as Float32Array));
+    progress?.tick(m);
+  }
+  return curves;
+}
+
+/**
+ * perturbationCurves with the batches shared between the main thread and a pool of forward
+ * workers (compute/forward-pool.ts): a batch goes to a free worker when there is one, else the
+ * main thread evaluates it. The same numbers as perturbationCurves, faster on more cores.
+ */
+export async function perturbationCurvesPooled(model: ModelAdapter, pool: ForwardPool | undefined, shape: [number, number, number], specs: readonly CurveSpec[], pixelsPerStep: number, batchSize: number, progress?: Progress): Promise<number[][]> {
+  if (!pool) return perturbationCurves(model, shape, specs, pixelsPerStep, batchSize, progress);
+  const [H, W, C] = shape;
+  const { size, n, curves } = checkSpecs(shape, specs, pixelsPerStep);
+  const pending = new Set<Promise<void>>();
+  let failure: Error | undefined;
+  for (const b of curveBatches(specs, curves, size, C, n, pixelsPerStep, batchSize)) {
+    if (failure) break;
+    const m = b.rows.length;
+    if (pool.idle) {
+      const images = b.images.byteOffset === 0 && b.images.length === b.images.buffer.byteLength / 4 ? b.images : b.images.slice();
+      const job: Promise<void> = pool.probabilities(images, [m, H, W, C]).then((probs) => {
+        apply(b, probs);
+        progress?.tick(m);
+      }, (err: Error) => { failure ??= err; }).finally(() => pending.delete(job));
+      pending.add(job);
+    } else {
+      apply(b, tf.tidy(() => model.probabilities(tf.tensor4d(b.images, [m, H, W, C])).dataSync() as Float32Array));
+      progress?.tick(m);
+    }
+    // let finished workers report before the next batch is placed
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await Promise.all(pending);
+  if (failure) throw failure;
   return curves;
 }
 

@@ -127,7 +127,8 @@ export async function randomizationTest(ctx: MethodContext, methods: readonly Ev
           const out = new ReleaseWriter(root, `step-${k + 1}-${j}`, 'png');
           await out.open();
           try {
-            await m.def.run({ ...ctx, out, logger: quiet }, m.opts);
+            // no forward workers here: they hold the original weights, not the randomized ones
+            await m.def.run({ ...ctx, out, logger: quiet, pool: undefined }, m.opts);
             const byId = new Map(out.artifacts.map((a) => [a.id, a]));
             for (let i = 0; i < samples.length; i++) {
               const orig = m.maps.get(samples[i]);

@@ -9,7 +9,7 @@ import { methodPasses, type MethodContext, type MethodDef } from '../methods/typ
 import { decodeNpy } from '../npy.ts';
 import { upsampleBilinear } from '../render.ts';
 import { curvesSvg, rasterize, type ChartPanel } from './chart.ts';
-import { constantImage, datasetChannelMean, noiseMap, perturbationCount, perturbationCurves, rankPixels, stepFractions, trapezoidAuc, type CurveSpec } from './curves.ts';
+import { constantImage, datasetChannelMean, noiseMap, perturbationCount, perturbationCurvesPooled, rankPixels, stepFractions, trapezoidAuc, type CurveSpec } from './curves.ts';
 import { metricsOptions, type MetricsOptions } from './options.ts';
 import { inputBoxes, maxPoint, pointingHit, scaledTolerance } from './pointing-game.ts';
 import { randomizationTest, type EvaluatedMethod } from './randomization.ts';
@@ -143,7 +143,7 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
     flags: [],
   };
 
-  const curveMetric = (label: 'deletion' | 'insertion', steps: number, pps: number | undefined, start: (i: number) => Float32Array, end: (i: number) => Float32Array): CurveMetric => {
+  const curveMetric = async (label: 'deletion' | 'insertion', steps: number, pps: number | undefined, start: (i: number) => Float32Array, end: (i: number) => Float32Array): Promise<CurveMetric> => {
     const pixelsPerStep = Math.min(P, pps ?? Math.ceil(P / steps));
     const fractions = stepFractions(P, pixelsPerStep);
     const specs: (CurveSpec & { sample: number; method: string })[] = [];
@@ -151,7 +151,7 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
       for (const r of rowsFor(i)) specs.push({ sample: i, method: r.method, start: start(i), end: end(i), order: orderOf(i, r.method, r.map), target: r.class });
     });
     const bar = logger.progress(`metrics: ${label}`, perturbationCount(specs, P, pixelsPerStep));
-    const curves = perturbationCurves(ctx.model, [H, W, C], specs, pixelsPerStep, ctx.settings.batchSize, bar);
+    const curves = await perturbationCurvesPooled(ctx.model, ctx.pool, [H, W, C], specs, pixelsPerStep, ctx.settings.batchSize, bar);
     bar.done(`${specs.length} curves of ${fractions.length} points`);
     const samples = ctx.samples.map((s, i) => ({
       id: s.id,
@@ -171,7 +171,7 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
   if (opts.deletion.enabled) {
     const fill = await deletionFill(ctx, opts.deletion.fill, images);
     const fillImage = constantImage(P, fill.input);
-    json.deletion = { ...curveMetric('deletion', opts.deletion.steps, opts.deletion.pixelsPerStep, (i) => sampleImage[i], () => fillImage), fill } satisfies DeletionMetric;
+    json.deletion = { ...await curveMetric('deletion', opts.deletion.steps, opts.deletion.pixelsPerStep, (i) => sampleImage[i], () => fillImage), fill } satisfies DeletionMetric;
   }
 
   // ---- insertion ----
@@ -180,7 +180,7 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
     const blurred = (await blurredTensor.data()) as Float32Array;
     blurredTensor.dispose();
     const blurredImage = ctx.samples.map((_, i) => blurred.subarray(i * P * C, (i + 1) * P * C));
-    json.insertion = { ...curveMetric('insertion', opts.insertion.steps, opts.insertion.pixelsPerStep, (i) => blurredImage[i], (i) => sampleImage[i]), sigma: opts.insertion.sigma } satisfies InsertionMetric;
+    json.insertion = { ...await curveMetric('insertion', opts.insertion.steps, opts.insertion.pixelsPerStep, (i) => blurredImage[i], (i) => sampleImage[i]), sigma: opts.insertion.sigma } satisfies InsertionMetric;
   }
 
   // ---- pointing game ----
