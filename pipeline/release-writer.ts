@@ -1,7 +1,7 @@
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { writeFileAtomic, writeJsonAtomic } from './fs-atomic.ts';
+import { swapDir, writeFileAtomic, writeJsonAtomic } from './fs-atomic.ts';
 import { encodeNpy } from './npy.ts';
 import { encodeImage } from './render.ts';
 import { type Artifact, type Manifest, parseManifest } from './manifest.ts';
@@ -75,10 +75,7 @@ export class ReleaseWriter {
     if (missing.length) throw new Error(`convlens: internal error: the manifest lists files that were not written: ${missing.slice(0, 5).join(', ')}`);
     await writeJsonAtomic(join(this.staging, 'manifest.json'), checked);
     const final = join(this.releasesDir, this.release);
-    const old = `${final}.old-${randomBytes(4).toString('hex')}`;
-    await rename(final, old).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
-    await rename(this.staging, final);
-    await rm(old, { recursive: true, force: true });
+    await swapDir(this.staging, final);
     return final;
   }
 

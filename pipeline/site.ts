@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { cp, mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { swapDir } from './fs-atomic.ts';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -80,7 +81,7 @@ async function buildSiteNow(opts: BuildSiteOptions): Promise<BuiltSite> {
     if (staged) await cp(astroOut, tmpDir, { recursive: true });
     const pages = await countPages(tmpDir);
     if (pages === 0) throw new Error('Astro wrote no pages');
-    await swapIn(tmpDir, siteDir);
+    await swapDir(tmpDir, siteDir);
     const secs = ((performance.now() - started) / 1000).toFixed(1);
     logger.info(`site: ${pages} pages in ${secs}s -> ${siteDir}`);
     return { siteDir, pages };
@@ -153,25 +154,6 @@ async function checkRelease(outputDir: string, release: string): Promise<void> {
       cause: err,
     });
   }
-}
-
-/** Replaces `siteDir` with `fresh`; the old site is removed only once the new one is in place. */
-async function swapIn(fresh: string, siteDir: string): Promise<void> {
-  const old = `${fresh}.old`;
-  let hadOld = true;
-  try {
-    await rename(siteDir, old);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    hadOld = false;
-  }
-  try {
-    await rename(fresh, siteDir);
-  } catch (err) {
-    if (hadOld) await rename(old, siteDir).catch(() => undefined);
-    throw err;
-  }
-  if (hadOld) await rm(old, { recursive: true, force: true });
 }
 
 /** HTML pages in a built site; copied release files (artifacts/, releases/<slug>/artifacts/) do not count. */
