@@ -5,6 +5,7 @@ import { classScore, type ModelAdapter, type Objective } from '../model/adapter.
 import { ImageParameterization, type InputRange } from './image-parameterization.ts';
 import { mulberry32 } from '../random.ts';
 import { type Affine, isIdentity, sampleAffine, totalVariation, type TransformOptions, Warp } from './image-transforms.ts';
+import { oneHotRows } from './targets.ts';
 import { defineMethod, layerProblem, type MethodContext, type OptionProblem } from './types.ts';
 
 /**
@@ -223,7 +224,7 @@ export function optimise(
   };
   const fill = opts.range.lo.map((lo, k) => (lo + opts.range.hi[k]) / 2);
   const param = new ImageParameterization({ kind: opts.parameterization, n, h, w, c, range: opts.range, channelOrder: opts.channelOrder, decay: opts.decay });
-  const mask = tf.tidy(() => tf.oneHot(job.kind === 'class' ? job.targets : job.channels, job.kind === 'class' ? model.numClasses : (model.layer(job.layer).outputShape.at(-1) ?? 0)).toFloat() as tf.Tensor2D);
+  const mask = oneHotRows(job.kind === 'class' ? job.targets : job.channels, job.kind === 'class' ? model.numClasses : (model.layer(job.layer).outputShape.at(-1) ?? 0));
   const layers = job.kind === 'channel' ? [job.layer] : [];
   const objective: Objective = job.kind === 'class'
     ? classScore(mask)

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { spatialLayerProblems, weightedGradCamMaps } from './cam-shared.ts';
 import { alphaOption, writeSampleMaps } from './maps.ts';
-import { classOptionProblems, resolveClassOption, targetOption, resolveTargets } from './targets.ts';
+import { classOptionProblems, oneHotRows, resolveClassOption, targetOption, resolveTargets } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
 /**
@@ -91,7 +91,7 @@ export const contrastiveGradCam = defineMethod({
 
 /** Objective weights [n, classes]: +1 at A_i, -1 at B_i. */
 export function contrastWeights(a: readonly number[], b: readonly number[], numClasses: number): tf.Tensor2D {
-  return tf.tidy(() => tf.sub(tf.oneHot(tf.tensor1d([...a], 'int32'), numClasses), tf.oneHot(tf.tensor1d([...b], 'int32'), numClasses)).toFloat() as tf.Tensor2D);
+  return tf.tidy(() => tf.sub(oneHotRows(a, numClasses), oneHotRows(b, numClasses)) as tf.Tensor2D);
 }
 
 /** For each sample, the highest-scoring class other than a[i] (forward passes in batches). */
@@ -103,7 +103,7 @@ export function runnerUp(ctx: Pick<MethodContext, 'model' | 'input' | 'settings'
     const e = Math.min(n, s + batch);
     const best = tf.tidy(() => {
       const { logits } = ctx.model.forward(tf.slice(ctx.input, [s, 0, 0, 0], [e - s, -1, -1, -1]));
-      const mask = tf.oneHot(tf.tensor1d(a.slice(s, e), 'int32'), ctx.model.numClasses);
+      const mask = oneHotRows(a.slice(s, e), ctx.model.numClasses);
       return tf.argMax(tf.where(tf.equal(mask, 1), tf.fill(logits.shape, -Infinity), logits), 1);
     });
     out.push(...best.dataSync());

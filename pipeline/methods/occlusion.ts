@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { ConvlensError } from '../errors.ts';
 import { alphaOption, writeSampleMaps } from './maps.ts';
-import { resolveTargets, targetOption } from './targets.ts';
+import { oneHotRows, resolveTargets, targetOption } from './targets.ts';
 import { defineMethod, type MethodContext, type OptionProblem } from './types.ts';
 
 const pairOption = z.union([z.number().int().positive(), z.tuple([z.number().int().positive(), z.number().int().positive()])]);
@@ -129,7 +129,7 @@ function targetProbabilities(ctx: MethodContext, x: tf.Tensor4D, targets: readon
     const e = Math.min(n, s + bs);
     const p = tf.tidy(() => {
       const probs = ctx.model.probabilities(tf.slice(x, [s, 0, 0, 0], [e - s, -1, -1, -1]));
-      const mask = tf.oneHot(tf.tensor1d(targets.slice(s, e) as number[], 'int32'), ctx.model.numClasses).toFloat();
+      const mask = oneHotRows(targets.slice(s, e), ctx.model.numClasses);
       return tf.sum(tf.mul(probs, mask), 1);
     });
     out.set(p.dataSync(), s);
@@ -170,7 +170,7 @@ async function occlusionMap(
         const m = tf.tensor4d(mask, [chunk.length, H, W, 1]);
         const occluded = tf.add(tf.mul(x, tf.sub(1, m)), tf.mul(b, m)) as tf.Tensor4D;
         const probs = ctx.model.probabilities(occluded);
-        return tf.sum(tf.mul(probs, tf.oneHot([target], ctx.model.numClasses).toFloat()), 1);
+        return tf.sum(tf.mul(probs, oneHotRows([target], ctx.model.numClasses)), 1);
       });
       const pv = (await p.data()) as Float32Array;
       p.dispose();

@@ -208,6 +208,18 @@ describe('class-visualization', () => {
       model.dispose();
     });
 
+    it('a single-output model (one logit, tf.oneHot would refuse depth 1) reaches the same optimum', async () => {
+      const W0 = Array.from({ length: 48 }, (_, i) => W[i * 2]);
+      const model = linearModel(W0, shape, 1);
+      const ctx = await methodContext(model, tf.zeros([1, 4, 4, 3]) as tf.Tensor4D);
+      const [art] = await runMethod(classVisualization, ctx, {
+        classes: [0], parameterization: 'pixel', optimizer: 'sgd', learningRate: 0.2, l2: 0.5, steps: 150, inputRange: ranges, ...NO_TRANSFORMS,
+      });
+      expect(maxAbsDiff((await readRaw(ctx, art)).data, expected(0))).toBeLessThan(1e-4);
+      expect(art.stats?.probability).toBe(1);
+      model.dispose();
+    });
+
     it('Adam on pixels reaches the same optimum', async () => {
       const model = linearModel(W, shape, 2);
       const ctx = await methodContext(model, tf.zeros([1, 4, 4, 3]) as tf.Tensor4D);

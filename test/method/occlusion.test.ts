@@ -96,6 +96,19 @@ describe('occlusion', () => {
     base.dispose();
   });
 
+  it('runs on a single-output model (softmax of one logit is 1: every drop is 0)', async () => {
+    const input = tf.input({ shape: [4, 4, 1] });
+    const out = tf.layers.dense({ units: 1, name: 'out' }).apply(tf.layers.flatten().apply(input)) as tf.SymbolicTensor;
+    const model = new LayersAdapter(tf.model({ inputs: input, outputs: out }));
+    const x = tf.tensor4d(Array.from({ length: 16 }, (_, i) => i / 16), [1, 4, 4, 1]);
+    const ctx = await methodContext(model, x, { targets: [0] });
+    const [heat] = await runMethod(occlusion, ctx, { size: 2, stride: 2, fill: 'zero', display: 'signed' });
+    expect(Array.from((await readRaw(ctx, heat)).data)).toEqual(new Array(16).fill(0));
+    expect(heat.stats?.probability).toBe(1);
+    x.dispose();
+    model.dispose();
+  });
+
   it('averages the drops of overlapping windows (stride 1) and maps fill values through the preprocessing', async () => {
     const w = [0.5, 1, -1, 2, 1, 0.25, 0.75, -0.5, 2, -1, 0.5, 1, 0.25, 1.5, -0.25, 1];
     const x = [0.25, 0.5, 0.75, 1, 0, 0.5, 1, 0.25, 0.625, 0.125, 0.5, 0.875, 1, 0.75, 0.25, 0.5];
