@@ -22,6 +22,7 @@ export class ReleaseWriter {
   readonly artifacts: Artifact[] = [];
   readonly staging: string;
   private readonly ids = new Set<string>();
+  private readonly paths = new Set<string>();
 
   constructor(readonly releasesDir: string, readonly release: string, readonly imageFormat: 'png' | 'webp') {
     this.staging = join(releasesDir, `.${release}.staging-${randomBytes(4).toString('hex')}`);
@@ -33,11 +34,12 @@ export class ReleaseWriter {
 
   /** Writes a picture and registers it; `raw` also saves the float map as .npy beside it. */
   async image(dir: string, name: string, meta: ArtifactMeta, img: { pixels: Uint8Array; width: number; height: number; channels: 1 | 3 }, raw?: { data: Float32Array; shape: number[] }): Promise<Artifact> {
-    const path = `${dir}/${slug(name)}.${this.imageFormat}`;
+    const stem = this.claim(`${dir}/${slug(name)}`, raw ? [this.imageFormat, 'npy'] : [this.imageFormat]);
+    const path = `${stem}.${this.imageFormat}`;
     await writeFileAtomic(join(this.staging, path), await encodeImage(img.pixels, img.width, img.height, img.channels, this.imageFormat));
     const artifact: Artifact = { ...meta, kind: 'image', path, width: img.width, height: img.height };
     if (raw) {
-      const rawPath = `${dir}/${slug(name)}.npy`;
+      const rawPath = `${stem}.npy`;
       await writeFileAtomic(join(this.staging, rawPath), encodeNpy(raw.data, raw.shape));
       artifact.raw = { path: rawPath, format: 'npy', dtype: 'float32', shape: raw.shape };
     }
@@ -49,20 +51,34 @@ export class ReleaseWriter {
    * that the JSON refers to; the manifest lists them so the site copies them.
    */
   async data(dir: string, name: string, meta: ArtifactMeta, value: unknown, files?: string[]): Promise<Artifact> {
-    const path = `${dir}/${slug(name)}.json`;
+    const path = `${this.claim(`${dir}/${slug(name)}`, ['json'])}.json`;
     await writeJsonAtomic(join(this.staging, path), value);
     return this.add({ ...meta, kind: 'data', path, ...(files?.length ? { files } : {}) });
   }
 
   /** Writes a file that is referenced from the manifest outside `artifacts` (sample images). */
   async file(path: string, bytes: Uint8Array): Promise<string> {
+    this.paths.add(path);
     await writeFileAtomic(join(this.staging, path), bytes);
     return path;
+  }
+
+  /**
+   * `base` with the extensions, made unique in this release: slug() folds names (case, symbols),
+   * so two different names can meet; the later one gets -2, -3, ... instead of overwriting.
+   */
+  private claim(base: string, exts: readonly string[]): string {
+    let stem = base;
+    for (let k = 2; exts.some((e) => this.paths.has(`${stem}.${e}`)); k++) stem = `${base}-${k}`;
+    for (const e of exts) this.paths.add(`${stem}.${e}`);
+    return stem;
   }
 
   private add(a: Artifact): Artifact {
     if (this.ids.has(a.id)) throw new Error(`convlens: internal error: duplicate artifact id ${a.id}`);
     this.ids.add(a.id);
+    // the manifest holds finite numbers only: NaN and infinities in stats are kept as text
+    if (a.stats) a.stats = Object.fromEntries(Object.entries(a.stats).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? String(v) : v]));
     this.artifacts.push(a);
     return a;
   }

@@ -312,8 +312,6 @@ export function toDisplay(data: Float32Array, c: number, range: InputRange, chan
   return out;
 }
 
-/** Manifest stats hold finite numbers: NaN and infinities are written as text. */
-const stat = (v: number): number | string => (Number.isFinite(v) ? v : String(v));
 
 /** Writes one image artifact per class or channel; returns how many class images were flagged. */
 async function writeResults(ctx: MethodContext, job: Job, result: OptimiseResult, opts: Options, range: InputRange): Promise<number> {
@@ -349,7 +347,7 @@ async function writeResults(ctx: MethodContext, job: Job, result: OptimiseResult
         className,
         title: reached ? `Class visualisation of "${className}" (p = ${p})` : `Class visualisation of "${className}": did not reach the target (p = ${p} < ${opts.minProbability})`,
         alt: `Image optimised to raise the score of class "${className}"; the model gives it p = ${p}${reached ? '' : `, so it did not reach the target of ${opts.minProbability}`}; top-1 "${topName}"`,
-        stats: { ...common, probability: stat(probability), reached, score: stat(result.scores[i]), topClass: top, topClassName: topName, topProbability: stat(row[top]) },
+        stats: { ...common, probability, reached, score: result.scores[i], topClass: top, topClassName: topName, topProbability: row[top] },
       }, img, { data: raw, shape: [h, w, c] });
     } else {
       const channel = job.channels[i];
@@ -359,7 +357,7 @@ async function writeResults(ctx: MethodContext, job: Job, result: OptimiseResult
         layer: job.layer,
         title: `Feature visualisation of ${job.layer} channel ${channel}`,
         alt: `Image optimised to raise the mean activation of channel ${channel} of layer ${job.layer} (reached ${result.scores[i].toFixed(3)}); top-1 class "${topName}"`,
-        stats: { ...common, channel, activation: stat(result.scores[i]), topClass: top, topClassName: topName, topProbability: stat(row[top]) },
+        stats: { ...common, channel, activation: result.scores[i], topClass: top, topClassName: topName, topProbability: row[top] },
       }, img, { data: raw, shape: [h, w, c] });
     }
   }
