@@ -169,7 +169,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
     // wasm and cpu run one thread per tfjs instance; libtensorflow (tfjs-node) already uses every core
     const oneThread = prep.backend.name === 'wasm' || prep.backend.name === 'cpu';
     const workers = !oneThread ? 0 : config.compute.workers === 'auto' ? ForwardPool.defaultSize() : config.compute.workers;
-    const pool = curvesWanted ? await ForwardPool.start({ modelPath: prep.modelPath, backend: prep.backend.name }, workers, logger) : undefined;
+    const pool = curvesWanted ? await ForwardPool.start({ modelPath: prep.modelPath, backend: prep.backend.name }, workers, logger, config.compute.workers !== 'auto') : undefined;
     try {
       await timed('metrics', () => runMetrics({ ...ctx, pool }, { methods, refs: sampleRefs }, config.metrics));
     } finally {

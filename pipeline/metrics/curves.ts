@@ -164,18 +164,20 @@ const apply = (b: CurveBatch, probs: Float32Array) => {
   b.rows.forEach((r, i) => r.set(probs[i * classes + r.target]));
 };
 
+/** Evaluates a batch on this thread. */
+function onMain(model: ModelAdapter, [H, W, C]: [number, number, number], b: CurveBatch, progress?: Progress) {
+  const m = b.rows.length;
+  apply(b, tf.tidy(() => model.probabilities(tf.tensor4d(b.images, [m, H, W, C])).dataSync() as Float32Array));
+  progress?.tick(m);
+}
+
 /**
  * p_target at every curve point of every spec, all images packed into batches of `batchSize`
  * for `model.probabilities` (the endpoints once per distinct start/end image and class).
  */
 export function perturbationCurves(model: ModelAdapter, shape: [number, number, number], specs: readonly CurveSpec[], pixelsPerStep: number, batchSize: number, progress?: Progress): number[][] {
-  const [H, W, C] = shape;
   const { size, n, curves } = checkSpecs(shape, specs, pixelsPerStep);
-  for (const b of curveBatches(specs, curves, size, C, n, pixelsPerStep, batchSize)) {
-    const m = b.rows.length;
-    apply(b, tf.tidy(() => model.probabilities(tf.tensor4d(b.images, [m, H, W, C])).dataSync() as Float32Array));
-    progress?.tick(m);
-  }
+  for (const b of curveBatches(specs, curves, size, shape[2], n, pixelsPerStep, batchSize)) onMain(model, shape, b, progress);
   return curves;
 }
 
@@ -189,26 +191,22 @@ export async function perturbationCurvesPooled(model: ModelAdapter, pool: Forwar
   const [H, W, C] = shape;
   const { size, n, curves } = checkSpecs(shape, specs, pixelsPerStep);
   const pending = new Set<Promise<void>>();
-  let failure: Error | undefined;
   for (const b of curveBatches(specs, curves, size, C, n, pixelsPerStep, batchSize)) {
-    if (failure) break;
     const m = b.rows.length;
     if (pool.idle) {
-      const images = b.images.byteOffset === 0 && b.images.length === b.images.buffer.byteLength / 4 ? b.images : b.images.slice();
-      const job: Promise<void> = pool.probabilities(images, [m, H, W, C]).then((probs) => {
+      // a batch whose worker stopped (the pool warns) is evaluated here instead
+      const job: Promise<void> = pool.probabilities(b.images, [m, H, W, C]).then((probs) => {
         apply(b, probs);
         progress?.tick(m);
-      }, (err: Error) => { failure ??= err; }).finally(() => pending.delete(job));
+      }, () => onMain(model, shape, b, progress)).finally(() => pending.delete(job));
       pending.add(job);
     } else {
-      apply(b, tf.tidy(() => model.probabilities(tf.tensor4d(b.images, [m, H, W, C])).dataSync() as Float32Array));
-      progress?.tick(m);
+      onMain(model, shape, b, progress);
     }
     // let finished workers report before the next batch is placed
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
   await Promise.all(pending);
-  if (failure) throw failure;
   return curves;
 }
 

@@ -61,3 +61,29 @@ describe('forward pool', () => {
     expect(await ForwardPool.start({ modelPath, backend: 'wasm' }, 0, logger)).toBeUndefined();
   }, 60_000);
 });
+
+describe('forward pool: a worker that dies', () => {
+  it('hands its batch back to the main thread with a warning; the curves are unchanged', async () => {
+    await initBackend('wasm', silentLogger);
+    const modelPath = join((await makeTinyProject()).dir, 'model');
+    const { adapter: model } = await loadModel(modelPath);
+    const logger = new MemoryLogger();
+    const pool = (await ForwardPool.start({ modelPath, backend: 'wasm' }, 1, logger))!;
+    const P = 16 * 16;
+    const specs = [0, 1].map((i) => ({ start: Float32Array.from(vals(P * 3, 20 + i, 1).map(Math.abs)), end: new Float32Array(P * 3), order: rankPixels(noiseMap(P, i)), target: i }));
+    const main = perturbationCurves(model, [16, 16, 3], specs, 16, 4);
+    // the worker is gone before the first batch reaches it
+    await (pool as unknown as { slots: { worker: { terminate(): Promise<number> } }[] }).slots[0].worker.terminate();
+    const pooled = await perturbationCurvesPooled(model, pool, [16, 16, 3], specs, 16, 4);
+    expect(pooled).toEqual(main);
+    expect(logger.records.some((r) => r.level === 'warn' && /a forward worker stopped \(exit code \d+\); its batches go to the main thread/.test(r.msg))).toBe(true);
+    await pool.close();
+    model.dispose();
+  }, 60_000);
+
+  it('warns when compute.workers was set and the workers cannot start', async () => {
+    const logger = new MemoryLogger();
+    expect(await ForwardPool.start({ modelPath: '/nonexistent/model', backend: 'wasm' }, 1, logger, true)).toBeUndefined();
+    expect(logger.records.some((r) => r.level === 'warn' && /^compute\.workers: forward workers unavailable/.test(r.msg))).toBe(true);
+  }, 60_000);
+});
