@@ -156,12 +156,6 @@ export function groupByLayer(artifacts: readonly Artifact[]): Group<string | und
   return [...groups.filter((g) => g.key !== undefined), ...groups.filter((g) => g.key === undefined)];
 }
 
-/** Grouped by the sample they explain, in sample order; artifacts for unknown samples are dropped. */
-export function groupBySample(manifest: Manifest, artifacts: readonly Artifact[]): { sample: Sample; artifacts: Artifact[] }[] {
-  const bySample = new Map(groupBy(artifacts, (a) => a.image).map((g) => [g.key, g.artifacts]));
-  return manifest.samples.filter((s) => bySample.has(s.id)).map((sample) => ({ sample, artifacts: bySample.get(sample.id)! }));
-}
-
 /** The method with a dedicated page of its own. */
 export const FILTERS_METHOD = 'filters';
 
@@ -225,7 +219,6 @@ export function artifactsFor(manifest: Manifest) {
     onLayers: where('layer'),
     onClasses: where('classes'),
     onEmbedding: where('embedding'),
-    onOverview: where('overview'),
   };
 }
 

@@ -1,12 +1,15 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { z } from 'zod';
+import { PALETTE, UNLABELLED_COLOR } from '../../pipeline/embedding/scatter.ts';
 import type { LayerSummary } from '../../pipeline/manifest.ts';
+import type { MetricsJson } from '../../pipeline/metrics/types.ts';
 import {
   artifactsFor,
   CLASS_VISUALIZATION_METHOD,
   className,
   DATASET_PREDICTIONS_METHOD,
   listedFiles,
+  METRICS_ARTIFACT,
   methodInfos,
   readDataArtifact,
   releaseFile,
@@ -369,12 +372,6 @@ export interface EmbeddingView {
   legend: { label?: number | null; name: string; color: string }[];
 }
 
-/** The tab20 palette the pipeline colours groups with (for classes its legend does not list). */
-export const PALETTE = [
-  '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf',
-  '#aec7e8', '#ffbb78', '#98df8a', '#ff9896', '#c5b0d5', '#c49c94', '#f7b6d2', '#c7c7c7', '#dbdb8d', '#9edae5',
-];
-export const UNLABELLED_COLOR = '#b0b0b0';
 const isColor = (c: string) => /^#[0-9a-f]{6}$/i.test(c);
 
 export interface EmbeddingPage {
@@ -495,6 +492,27 @@ export function misclassified(view: EmbeddingView): number[] {
     if (typeof p.label === 'number' && p.label !== p.prediction) out.push(i);
   });
   return out;
+}
+
+// ---- metrics ------------------------------------------------------------------------------
+
+/** The release's metrics.json artifact (see `hasMetrics`), if any. */
+export function metricsArtifact(manifest: Manifest): Artifact | undefined {
+  return manifest.artifacts.find((a) => a.id === METRICS_ARTIFACT && a.kind === 'data');
+}
+
+const metricsCache = new WeakMap<Manifest, MetricsJson | null>();
+
+/**
+ * The trust metrics (metrics/metrics.json from the pipeline's metrics stage) for the metrics page
+ * and the sample pages, read once per manifest; undefined when the release has none.
+ */
+export function metricsData(manifest: Manifest, loc: ReleaseLocation = releaseLocation()): MetricsJson | undefined {
+  if (metricsCache.has(manifest)) return metricsCache.get(manifest) ?? undefined;
+  const artifact = metricsArtifact(manifest);
+  const data = artifact ? (readDataArtifact(artifact, loc) as MetricsJson) : undefined;
+  metricsCache.set(manifest, data ?? null);
+  return data;
 }
 
 // ---- files ----------------------------------------------------------------------------------
