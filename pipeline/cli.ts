@@ -1,26 +1,27 @@
 import { parseArgs } from 'node:util';
-import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { configJsonSchema } from './config.ts';
-import { ConvlensError, formatError } from './errors.ts';
+import { formatError } from './errors.ts';
+import { writeFileAtomic } from './fs-atomic.ts';
 import { ConsoleLogger, type Logger } from './logger.ts';
 import { METHOD_IDS } from './methods/registry.ts';
-import { prepare, runReport, toolVersion } from './run.ts';
+import { loadForReport, runReport, toolVersion } from './run.ts';
 
 const HELP = `convlens: CNN interpretability reports for TensorFlow.js models
 
 Usage:
   convlens report [--config FILE] [--release NAME] [--base PATH] [--no-site] [--debug]
       Compute every enabled method for the config and build the static site.
-      --config   viz.yaml to use (default: config/viz.yaml)
-      --release  release name (default: "release" in the config, or env CONVLENS_RELEASE)
-      --base     site base path, e.g. /REPO/ for GitHub Pages (default: site.base, or env CONVLENS_BASE)
-      --no-site  write the release only; skip the site build
-  convlens layers [--config FILE]
+      -c, --config   viz.yaml to use (default: config/viz.yaml)
+      -r, --release  release name (default: "release" in the config, or env CONVLENS_RELEASE)
+      --base         site base path, e.g. /REPO/ for GitHub Pages (default: site.base, or env CONVLENS_BASE)
+      --no-site      write the release only; skip the site build
+  convlens layers [-c FILE]
       List the model's layers (names to use in viz.yaml).
-  convlens schema [--out FILE]
-      Print (or write) the JSON Schema of viz.yaml, for editor autocompletion.
-  convlens --help | --version
+  convlens schema [-o FILE]
+      Print (or write, -o/--out) the JSON Schema of viz.yaml, for editor autocompletion.
+  convlens -h | --help, convlens -v | --version
+  --debug (any command): debug log lines, and the stack of a failure.
 
 Methods (viz.yaml: methods.<id>): ${METHOD_IDS.join(', ')}
 Exit status: 0 on success, 1 on any failure (one message; the stack only with --debug), 2 on bad usage.`;
@@ -53,7 +54,8 @@ export async function main(argv: string[], logger?: Logger): Promise<number> {
         return 0;
       }
       case 'layers': {
-        const { model } = await prepare(values.config ?? 'config/viz.yaml', log);
+        // loading only: a method option naming a wrong layer must not stop the command that lists them
+        const { model } = await loadForReport(values.config ?? 'config/viz.yaml', log);
         for (const l of model.layers) {
           process.stdout.write(`${l.name.padEnd(32)} ${l.type.padEnd(24)} [${l.outputShape.map((d) => d ?? '?').join(', ')}] ${l.params}\n`);
         }
@@ -62,7 +64,7 @@ export async function main(argv: string[], logger?: Logger): Promise<number> {
       }
       case 'schema': {
         const text = `${JSON.stringify(configJsonSchema(), null, 2)}\n`;
-        if (values.out) await writeFile(resolve(values.out), text);
+        if (values.out) await writeFileAtomic(resolve(values.out), text);
         else process.stdout.write(text);
         return 0;
       }
@@ -70,7 +72,8 @@ export async function main(argv: string[], logger?: Logger): Promise<number> {
         process.stdout.write(`${HELP}\n`);
         return 2;
       default:
-        throw new ConvlensError(`unknown command "${command}"`, { hint: 'Commands: report, layers, schema. Run `convlens --help`.' });
+        process.stderr.write(`convlens: unknown command "${command}"\n  Commands: report, layers, schema. Run \`convlens --help\` for usage.\n`);
+        return 2;
     }
   } catch (err) {
     process.stderr.write(`${formatError(err, debug)}\n`);

@@ -54,8 +54,8 @@ interface Prepared {
   methods: { def: MethodDef; opts: Record<string, unknown> }[];
 }
 
-/** Everything that can be checked before work starts: config, model, labels, method options. */
-export async function prepare(configFile: string, logger: Logger): Promise<Prepared & { backend: Awaited<ReturnType<typeof initBackend>> }> {
+/** The config, the compute backend and the model, loaded (what `convlens layers` needs). */
+export async function loadForReport(configFile: string, logger: Logger) {
   const loaded = await loadConfig(configFile);
   const { config } = loaded;
   const label = basename(loaded.file);
@@ -70,6 +70,13 @@ export async function prepare(configFile: string, logger: Logger): Promise<Prepa
     if (err instanceof ConvlensError) throw new ConvlensError(`${label}: model.path: ${err.message}`, { hint: err.hint, cause: err });
     throw err;
   }
+  return { loaded, label, backend, modelPath, model, format, weightsSha256 };
+}
+
+/** Everything that can be checked before work starts: config, model, labels, method options. */
+export async function prepare(configFile: string, logger: Logger): Promise<Prepared & { backend: Awaited<ReturnType<typeof initBackend>> }> {
+  const { loaded, label, backend, modelPath, model, format, weightsSha256 } = await loadForReport(configFile, logger);
+  const { config } = loaded;
   const classes = config.model.labels
     ? await readLabelsFile(resolveFromConfig(loaded, config.model.labels), 'model.labels', label)
     : Array.from({ length: model.numClasses }, (_, i) => `class ${i}`);
@@ -84,7 +91,7 @@ export async function prepare(configFile: string, logger: Logger): Promise<Prepa
     logger.warn(`${skipped.map((m) => m.def.id).join(', ')} skipped: ${label} has no data.dataset (add one, or set methods.<id>.enabled: false to silence this)`);
   }
   const methods = enabled.filter((m) => !skipped.includes(m));
-  const problems = [...methods.flatMap(({ def, opts }) => (def.check?.(opts, model, classes) ?? []).map((p) => ({ path: `methods.${def.id}.${p.key}`, message: p.message.replace(/^viz\.yaml: [^:]+: /, '') }))), ...metricsProblems(config.metrics, METHOD_IDS)];
+  const problems = [...methods.flatMap(({ def, opts }) => (def.check?.(opts, model, classes) ?? []).map((p) => ({ path: `methods.${def.id}.${p.key}`, message: p.message }))), ...metricsProblems(config.metrics, METHOD_IDS)];
   if (problems.length) throw new ConfigError(label, problems);
   return { loaded, model, source: config.model.path, format, weightsSha256, modelPath, classes, methods, backend };
 }

@@ -68,7 +68,7 @@ export interface ModelAdapter {
   readonly backwardBatch: number;
   countParams(): number;
   /** The layer called `name`; an unknown name throws with the nearest names. */
-  layer(name: string, configKey?: string): LayerInfo;
+  layer(name: string): LayerInfo;
   /**
    * The last layer whose output is spatial ([n,h,w,c] with h,w > 1); where that is a 1x1
    * convolution to one map per class (a NiN/Darknet head), the layer feeding it.
@@ -150,11 +150,10 @@ export function backwardBatchFor(layers: readonly LayerInfo[], inputShape: reado
   return Math.max(1, Math.min(64, Math.floor(2 ** 30 / Math.max(bytes, 1))));
 }
 
-export function unknownLayerError(name: string, layers: readonly LayerInfo[], configKey?: string): ConvlensError {
+function unknownLayerError(name: string, layers: readonly LayerInfo[]): ConvlensError {
   const names = layers.map((l) => l.name);
   const near = nearest(name, names, 3);
-  const where = configKey ? `viz.yaml: ${configKey}: ` : '';
-  return new ConvlensError(`${where}no layer "${name}"; nearest: ${near.join(', ')}`, {
+  return new ConvlensError(`no layer "${name}"; nearest: ${near.join(', ')}`, {
     hint: `The model has ${names.length} layers; \`convlens layers --config FILE\` lists them all.`,
   });
 }
@@ -166,10 +165,10 @@ export abstract class BaseAdapter {
   abstract readonly numClasses: number;
   private byName?: Map<string, LayerInfo>;
 
-  layer(name: string, configKey?: string): LayerInfo {
+  layer(name: string): LayerInfo {
     this.byName ??= new Map(this.layers.map((l) => [l.name, l]));
     const info = this.byName.get(name);
-    if (!info) throw unknownLayerError(name, this.layers, configKey);
+    if (!info) throw unknownLayerError(name, this.layers);
     return info;
   }
 

@@ -118,6 +118,11 @@ describe('convlens report (CLI, end to end)', () => {
     expect(existsSync(p.outputDir)).toBe(false);
     const dbg = await convlens(['report', '--config', p.config, '--debug']);
     expect(dbg.stderr).toMatch(/ConvlensError|at .*\.ts:\d+/);
+    // the command that lists the layer names still works with that config
+    const layers = await convlens(['layers', '--config', p.config]);
+    expect(layers.code).toBe(0);
+    expect(layers.stdout).toMatch(/^conv1 +Conv2D/m);
+    expect(layers.stdout).toMatch(/^conv2 +Conv2D/m);
   }, 120_000);
 
   it('fails with the key and the resolved path when the model is missing', async () => {
@@ -137,6 +142,11 @@ describe('convlens report (CLI, end to end)', () => {
     const bad = await convlens(['report', '--bogus']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("Unknown option '--bogus'");
+    // an unknown command is bad usage too (the help promises 2)
+    const unknown = await convlens(['reprot']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('unknown command "reprot"');
+    expect(help.stdout).toContain('-c, --config');
   }, 60_000);
 
 });

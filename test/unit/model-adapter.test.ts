@@ -291,7 +291,7 @@ describe('LayersAdapter on a functional DAG (conv -> conv, skip add, GAP, dense 
     expect(err).toBeInstanceOf(ConvlensError);
     expect((err as Error).message).toBe('no layer "c9"; nearest: c1, c2, fc');
     expect((err as ConvlensError).hint).toMatch(/5 layers/);
-    expect(() => adapter.layer('skp', 'methods.gradcam.layer')).toThrow('viz.yaml: methods.gradcam.layer: no layer "skp"; nearest: skip, gap, c1');
+    expect(() => adapter.layer('skp')).toThrow('no layer "skp"; nearest: skip, gap, c1');
     const before = tf.memory().numTensors;
     expect(() => adapter.forward(x, ['c1', 'c9'])).toThrow('no layer "c9"; nearest: c1, c2, fc');
     const wt = tf.tensor2d(oneHotRows(CLASSES, 3), [N, 3]);
