@@ -15,7 +15,7 @@
  * filters, activations, top-patches, embedding, class-visualization); `metrics` at its defaults.
  * It runs the report once through `runReport` (no site, quiet logger) and prints, from the
  * release's manifest.json `timings` of that one run: each stage's time, the sum of the map
- * methods, the metrics stage (and any `metrics...` sub-stages), and the ratio metrics / maps.
+ * methods, the metrics stage, and the ratio metrics / maps.
  * The logger's progress bars split the metrics stage into deletion, insertion and the
  * randomization cascade; the cascade's ticks (one per method per step) give each method's
  * rerun cost next to its map time. Then the wall and CPU time of the run, the sample count and
@@ -138,17 +138,14 @@ async function main() {
   }
   const maps = manifest.timings.filter((t) => methodIds.has(t.stage));
   const mapsMs = maps.reduce((a, t) => a + t.ms, 0);
-  const metricStages = manifest.timings.filter((t) => t.stage.startsWith('metrics'));
-  const whole = metricStages.find((t) => t.stage === 'metrics');
-  const parts = metricStages.filter((t) => t !== whole);
-  const metricsMs = whole ? whole.ms : parts.reduce((a, t) => a + t.ms, 0);
+  const metricsMs = manifest.timings.find((t) => t.stage === 'metrics')?.ms ?? 0;
 
   console.log(`\n== maps vs metrics (this run)`);
   console.log(`  maps (${maps.length} methods)            ${lpad(s(mapsMs), 9)}`);
   console.log(`  metrics                       ${lpad(s(metricsMs), 9)}`);
-  for (const p of parts) console.log(`    ${pad(p.stage, 26)}  ${lpad(s(p.ms), 9)}  (manifest sub-stage)`);
+  // the manifest times the metrics stage as a whole; its progress bars split it
   const bars = logger.bars.filter((b) => b.label.startsWith('metrics') && b.end !== undefined);
-  if (bars.length && !parts.length) {
+  if (bars.length) {
     const barMs = bars.reduce((a, b) => a + (b.end! - b.start), 0);
     for (const b of bars) console.log(`    ${pad(b.label, 44)} ${lpad(s(b.end! - b.start), 9)}  (progress bar)`);
     console.log(`    ${pad('rest (read maps, fill, blur, json, curve images)', 44)} ${lpad(s(Math.max(0, metricsMs - barMs)), 9)}`);
@@ -195,7 +192,7 @@ async function main() {
     if (json.insertion) console.log(`  insertion: ${json.insertion.steps} steps of ${json.insertion.pixelsPerStep} px, sigma ${json.insertion.sigma}, ${json.insertion.samples.reduce((a, x) => a + x.methods.length, 0)} curves`);
     const r = json.randomization;
     if (r) {
-      console.log(`  randomization: ${r.supported ? `${r.steps.length} steps over ${r.layers.length} weighted layers (randomized from the top: ${r.steps.map((x) => x.randomized).join(', ')}), ${r.methods.length} methods rerun, seed ${r.seed}, threshold ${r.threshold}` : `not run: ${r.note}`}`);
+      console.log(`  randomization: ${r.steps.length ? `${r.steps.length} steps over ${r.layers.length} weighted layers (randomized from the top: ${r.steps.map((x) => x.randomized).join(', ')}), ${r.methods.length} methods rerun, seed ${r.seed}, threshold ${r.threshold}` : `not run: ${r.note}`}`);
       const flagged = json.flags.map((f) => `${f.method} (${f.severity})`);
       if (flagged.length) console.log(`  flags: ${flagged.join(', ')}`);
     }

@@ -96,12 +96,7 @@ const meanOf = (xs: (number | null)[]) => {
 /** Runs the cascade for the given methods and returns the table (see the module comment). */
 export async function randomizationTest(ctx: MethodContext, methods: readonly EvaluatedMethod[], opts: MetricsOptions['randomization'], logger: Logger): Promise<RandomizationMetric> {
   const layers = weightedLayersTopDown(ctx.model);
-  const base: RandomizationMetric = { supported: true, seed: opts.seed, threshold: opts.threshold, layers, steps: [], methods: [] };
-  if (!ctx.model.randomizable) {
-    const note = `not supported for ${ctx.model.format === 'graph-model' ? 'GraphModels' : 'this model'} (their weights cannot be swapped); skipped`;
-    logger.info(`metrics: randomization test ${note}`);
-    return { ...base, supported: false, note };
-  }
+  const base: RandomizationMetric = { seed: opts.seed, threshold: opts.threshold, layers, steps: [], methods: [] };
   if (layers.length === 0 || methods.length === 0) {
     return { ...base, note: layers.length === 0 ? 'the model has no layers with weights' : 'no methods to test' };
   }

@@ -228,7 +228,7 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
     const t0 = performance.now();
     json.randomization = await randomizationTest(ctx, evaluated, opts.randomization, logger);
     if (costly.length) json.randomization.skipped = costly.map((id) => ({ method: id, passes: costOf(id) }));
-    if (json.randomization.supported && evaluated.length) logger.info(`metrics: randomization test in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+    if (json.randomization.steps.length) logger.info(`metrics: randomization test in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
     const { steps } = json.randomization;
     const L = steps.at(-1)?.randomized ?? 0;
     for (const m of json.randomization.methods) {

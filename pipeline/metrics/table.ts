@@ -10,7 +10,7 @@ type Column = MetricsRow['best'][number];
 export const COLUMNS: { key: Column; title: string; better: 'lower' | 'higher' | 'zero'; present: (m: MetricsJson) => boolean }[] = [
   { key: 'deletion', title: 'Deletion AUC', better: 'lower', present: (m) => m.deletion !== undefined },
   { key: 'insertion', title: 'Insertion AUC', better: 'higher', present: (m) => m.insertion !== undefined },
-  { key: 'randomization', title: 'Randomization ρ', better: 'zero', present: (m) => m.randomization?.supported === true && m.randomization.steps.length > 0 },
+  { key: 'randomization', title: 'Randomization ρ', better: 'zero', present: (m) => (m.randomization?.steps.length ?? 0) > 0 },
   { key: 'pointing', title: 'Pointing game', better: 'higher', present: (m) => (m.pointingGame?.boxes.length ?? 0) > 0 },
 ];
 
@@ -61,7 +61,7 @@ function columnNote(m: MetricsJson): string[] {
   if (m.insertion) notes.push(`Insertion: area under p(class) as the top-ranked pixels are revealed on a blurred copy (σ = ${m.insertion.sigma} px) (higher is better).`);
   const base = baselineNote(m);
   if (base) notes.push(base);
-  if (m.randomization?.supported && m.randomization.steps.length) {
+  if (m.randomization?.steps.length) {
     notes.push(`Randomization: mean Spearman correlation ρ of |map| with the original map after re-initialising all ${m.randomization.steps.at(-1)!.randomized} weighted layers from the top (closer to 0 is better; above ${m.randomization.threshold} is flagged).`);
     const skipped = skippedText(m);
     if (skipped) notes.push(skipped);

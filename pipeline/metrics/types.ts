@@ -67,8 +67,7 @@ export interface RandomizationMethod {
 }
 
 export interface RandomizationMetric {
-  supported: boolean;
-  /** Why the test did not run, when it did not. */
+  /** Why the test did not run, when it did not (no steps). */
   note?: string;
   seed: number;
   threshold: number;

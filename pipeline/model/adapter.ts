@@ -89,8 +89,6 @@ export interface ModelAdapter {
   withReluRule<T>(rule: ReluRule, fn: () => T | Promise<T>): Promise<T>;
   /** Weight tensors of a layer (kernel first, then bias), owned by the model: do not dispose. */
   weights(layerName: string): tf.Tensor[];
-  /** Whether `withRandomizedLayers` is supported (both adapters: yes; kept for other adapters). */
-  readonly randomizable: boolean;
   /**
    * Runs fn with every weight of the named layers re-initialised by seeded draws from Keras'
    * default initializers (see `initialWeight`), as the model-parameter randomization test needs,

@@ -151,8 +151,6 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     }));
   }
 
-  readonly randomizable = true;
-
   /**
    * A GraphModel's weights are the graph executor's weight map (constant name -> tensors), read
    * afresh by every execute. Each float32 weight constant a named node reads directly is replaced

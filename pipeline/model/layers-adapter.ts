@@ -197,8 +197,6 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
     }));
   }
 
-  readonly randomizable = true;
-
   /**
    * Weights are tfjs Variables (LayerVariable.read() is the Variable itself), which every call
    * reads afresh. Each is pointed at a fresh draw with Variable.assign (bypassing the layer's

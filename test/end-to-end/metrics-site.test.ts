@@ -48,7 +48,7 @@ function metricsJson(): MetricsJson {
     deletion: { steps: 2, pixelsPerStep: 512, fractions: [0, 0.5, 1], samples, mean, fill: { source: 'dataset', input: [0.4], images: 6 } },
     insertion: { steps: 2, pixelsPerStep: 512, fractions: [0, 0.5, 1], samples, mean, sigma: 5 },
     randomization: {
-      supported: true, seed: 0, threshold: 0.5, layers: ['dense_2', 'dense_1'],
+      seed: 0, threshold: 0.5, layers: ['dense_2', 'dense_1'],
       steps: [{ step: 1, layer: 'dense_2', randomized: 1 }, { step: 2, layer: 'conv2d_1', randomized: 4 }],
       methods: [
         { method: 'grad-cam', abs: [0.3, 0.05], signed: [0.3, 0.05], final: 0.05, flagged: false, insensitiveUpTo: 0, samples: [] },

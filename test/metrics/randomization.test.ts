@@ -194,7 +194,7 @@ describe('randomization on a GraphModel', () => {
     const json = (await runMetrics(ctx, { methods }, { curves: false, insertion: { enabled: false }, deletion: { pixelsPerStep: 4, fill: 0 } }))!;
     expect(tf.memory().numTensors).toBe(tensors);
     const r = json.randomization!;
-    expect(r.supported).toBe(true);
+    expect(r.note).toBeUndefined();
     expect(r.layers).toEqual(['logits', 'bias_add', 'conv']);
     expect(r.steps.map((s) => s.layer)).toEqual(['logits', 'bias_add', 'conv']);
     const echo = r.methods.find((m) => m.method === 'input-echo')!;

@@ -28,7 +28,7 @@ function metrics(): MetricsJson {
     ],
     deletion: { ...curve, fill: { source: 'dataset', input: [0.5], images: 10 } },
     insertion: { ...curve, sigma: 5 },
-    randomization: { supported: true, seed: 0, threshold: 0.5, layers: ['fc', 'c1'], steps: [{ step: 1, layer: 'fc', randomized: 1 }, { step: 2, layer: 'c1', randomized: 2 }], methods: [] },
+    randomization: { seed: 0, threshold: 0.5, layers: ['fc', 'c1'], steps: [{ step: 1, layer: 'fc', randomized: 1 }, { step: 2, layer: 'c1', randomized: 2 }], methods: [] },
     pointingGame: { tolerance: 15, boxes: [{ id: 'a', box: [0, 0, 1, 1] }], methods: [] },
   };
 }
@@ -66,10 +66,10 @@ describe('metrics table', () => {
     const m = metrics();
     delete m.insertion;
     m.pointingGame!.boxes = [];
-    m.randomization = { ...m.randomization!, supported: false, note: 'not supported for GraphModels (their weights cannot be swapped); skipped', steps: [] };
+    m.randomization = { ...m.randomization!, note: 'the model has no layers with weights', steps: [] };
     const md = metricsTableMarkdown(m);
     expect(md.split('\n')[0]).toBe('| Method | Deletion AUC ↓ |');
-    expect(md).toContain('Randomization test: not supported for GraphModels');
+    expect(md).toContain('Randomization test: the model has no layers with weights.');
     expect(metricsTableMarkdown({})).toBe('');
   });
 
