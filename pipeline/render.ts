@@ -10,15 +10,21 @@ import { colormapRgb, type Colormap } from './colormap.ts';
 
 export { COLORMAPS, colormapRgb, type Colormap } from './colormap.ts';
 
-/** Min-max to [0, 1] (a constant map becomes all zeros), as pytorch-grad-cam's scale_cam_image. */
-export function normalizeMinMax(map: ArrayLike<number>): Float32Array {
+/** [min, max] of the values, by a loop (spreading a large kernel into Math.min overflows the stack). */
+export function valueRange(values: ArrayLike<number>): [number, number] {
   let lo = Infinity;
   let hi = -Infinity;
-  for (let i = 0; i < map.length; i++) {
-    const v = map[i];
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
     if (v < lo) lo = v;
     if (v > hi) hi = v;
   }
+  return [lo, hi];
+}
+
+/** Min-max to [0, 1] (a constant map becomes all zeros), as pytorch-grad-cam's scale_cam_image. */
+export function normalizeMinMax(map: ArrayLike<number>): Float32Array {
+  const [lo, hi] = valueRange(map);
   const out = new Float32Array(map.length);
   const span = hi - lo;
   if (!(span > 0)) return out;

@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { ModelAdapter } from '../model/adapter.ts';
-import { tileGrid, upsampleBilinear } from '../render.ts';
-import { grayTile, unitScale, valueRange } from './gray-tiles.ts';
+import { tileGrid, valueRange } from '../render.ts';
+import { upsampleMaps } from './cam-shared.ts';
+import { grayTile, unitScale } from './gray-tiles.ts';
 import { alphaOption, writeSampleMaps } from './maps.ts';
 import { defineMethod, layerProblem, type MethodContext, type OptionProblem } from './types.ts';
 
@@ -141,8 +142,7 @@ async function writeLayer(ctx: MethodContext, layer: string, a: tf.Tensor4D, sta
   const c = opts.overlayChannel;
   const maps = tf.tidy(() => {
     const m = (c === 'mean' ? tf.mean(a, 3) : tf.squeeze(tf.slice(a, [0, 0, 0, c], [-1, -1, -1, 1]), [3])) as tf.Tensor3D;
-    const up = tf.squeeze(upsampleBilinear(tf.expandDims(m, 3) as tf.Tensor4D, H, W), [3]) as tf.Tensor3D;
-    return { raw: m, display: up };
+    return { raw: m, display: upsampleMaps(m, H, W) };
   });
   const samples = ctx.samples.slice(start, start + b);
   try {

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ConvlensError } from '../errors.ts';
 import { classScore, type ModelAdapter } from '../model/adapter.ts';
 import type { ReluRule } from '../model/relu-rules.ts';
+import { valueRange } from '../render.ts';
 import { writeSampleMaps } from './maps.ts';
 import { oneHotRows, resolveTargets, type TargetOption } from './targets.ts';
 import type { MethodContext } from './types.ts';
@@ -159,9 +160,7 @@ export async function writeSignedImages(ctx: MethodContext, values: tf.Tensor4D,
     const cls = meta.targets[i];
     const className = ctx.classes[cls] ?? String(cls);
     const raw = data.slice(i * per, (i + 1) * per);
-    let min = Infinity;
-    let max = -Infinity;
-    for (const v of raw) { if (v < min) min = v; if (v > max) max = v; }
+    const [min, max] = valueRange(raw);
     const { pixels, channels } = signedImage(raw, C, ctx.settings.channelOrder);
     await ctx.out.image(`${meta.method}/${s.id}`, `${cls}-${meta.name}`, {
       id: `${meta.method}/${s.id}/${cls}/${meta.name}`,

@@ -57,9 +57,13 @@ export const contrastiveGradCam = defineMethod({
     if (keep.length === 0) return;
     const input = keep.length === ctx.samples.length ? ctx.input : tf.gather(ctx.input, keep);
     const weights = contrastWeights(keep.map((i) => a[i]), keep.map((i) => b[i]), ctx.model.numClasses);
-    const maps = weightedGradCamMaps({ model: ctx.model, input }, layer, weights);
-    weights.dispose();
-    if (input !== ctx.input) input.dispose();
+    let maps: ReturnType<typeof weightedGradCamMaps>;
+    try {
+      maps = weightedGradCamMaps({ model: ctx.model, input }, layer, weights);
+    } finally {
+      weights.dispose();
+      if (input !== ctx.input) input.dispose();
+    }
     try {
       for (let j = 0; j < keep.length; j++) {
         const i = keep[j];

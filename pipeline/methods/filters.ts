@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { LayerInfo, ModelAdapter } from '../model/adapter.ts';
 import { tileGrid } from '../render.ts';
-import { grayTile, unitScale, valueRange } from './gray-tiles.ts';
+import { valueRange } from '../render.ts';
+import { grayTile, unitScale } from './gray-tiles.ts';
 import { defineMethod, layerProblem, type MethodContext, type OptionProblem } from './types.ts';
 
 /**

@@ -55,8 +55,12 @@ export const gradCamPlusPlus = defineMethod({
 /** Grad-CAM++ for every sample: raw [n, h, w] at the layer and upsampled [n, H, W]. */
 export function gradCamPlusPlusMaps(ctx: Pick<MethodContext, 'model' | 'input'>, layer: string, targets: readonly number[]) {
   const weights = oneHotRows(targets, ctx.model.numClasses);
-  const r = ctx.model.gradient(ctx.input, classScore(weights), layer);
-  weights.dispose();
+  let r: ReturnType<typeof ctx.model.gradient>;
+  try {
+    r = ctx.model.gradient(ctx.input, classScore(weights), layer);
+  } finally {
+    weights.dispose();
+  }
   try {
     return tf.tidy(() => {
       const g = r.grad as tf.Tensor4D;

@@ -43,7 +43,7 @@ export const gradCam = defineMethod({
 });
 
 /** L^c for every sample: raw [n, h, w] at the layer and upsampled + scaled [n, H, W]. */
-export function gradCamMaps(ctx: Pick<MethodContext, 'model' | 'input'>, layer: string, targets: number[]) {
+export function gradCamMaps(ctx: Pick<MethodContext, 'model' | 'input'>, layer: string, targets: readonly number[]) {
   const weights = oneHotRows(targets, ctx.model.numClasses);
   try {
     return weightedGradCamMaps(ctx, layer, weights);

@@ -1,19 +1,7 @@
 /**
- * Small helpers shared by the tile views (filter grids, activation grids): value ranges of large
- * arrays and the linear map of values to 8-bit gray.
+ * Small helpers shared by the tile views (filter grids, activation grids): the linear map of
+ * values to 8-bit gray (value ranges: render.ts valueRange).
  */
-
-/** [min, max] of the values, by a loop (spreading a large kernel into Math.min overflows the stack). */
-export function valueRange(values: ArrayLike<number>): [number, number] {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  return [lo, hi];
-}
 
 /** (v - lo) / (hi - lo) in [0, 1]; `flat` where the range is empty. */
 export function unitScale(lo: number, hi: number, flat: number): (v: number) => number {

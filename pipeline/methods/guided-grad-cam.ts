@@ -1,11 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { classScore } from '../model/adapter.ts';
 import { spatialLayerProblems } from './cam-shared.ts';
 import { gradCamMaps } from './grad-cam.ts';
-import { writeSignedImages } from './attribution.ts';
+import { inputGradients, reduceChannels, writeSignedImages } from './attribution.ts';
 import { alphaOption, writeSampleMaps } from './maps.ts';
-import { classOptionProblems, oneHotRows, targetOption, resolveTargets } from './targets.ts';
+import { classOptionProblems, targetOption, resolveTargets } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
 /**
@@ -61,20 +60,19 @@ export const guidedGradCam = defineMethod({
  * target, and its per-pixel magnitude max_c |.| [n, H, W].
  */
 export async function guidedGradCamMaps(ctx: Pick<MethodContext, 'model' | 'input'>, layer: string, targets: readonly number[]) {
-  const cam = gradCamMaps(ctx, layer, [...targets]);
+  const cam = gradCamMaps(ctx, layer, targets);
   cam.raw.dispose();
-  const weights = oneHotRows(targets, ctx.model.numClasses);
   try {
-    const r = await ctx.model.withReluRule('guided', () => ctx.model.gradient(ctx.input, classScore(weights), 'input'));
+    const grad = await ctx.model.withReluRule('guided', () => inputGradients(ctx.model, ctx.input, targets));
     try {
       return tf.tidy(() => {
-        const product = tf.mul(r.grad, tf.expandDims(cam.upsampled, 3)) as tf.Tensor4D;
-        return { product, magnitude: tf.max(tf.abs(product), 3) as tf.Tensor3D };
+        const product = tf.mul(grad, tf.expandDims(cam.upsampled, 3)) as tf.Tensor4D;
+        return { product, magnitude: reduceChannels(product, 'abs-max') };
       });
     } finally {
-      tf.dispose([r.grad, r.value, r.logits]);
+      grad.dispose();
     }
   } finally {
-    tf.dispose([weights, cam.upsampled]);
+    cam.upsampled.dispose();
   }
 }

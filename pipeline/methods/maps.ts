@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { blend, colorize, normalizeMinMax } from '../render.ts';
+import { blend, colorize, normalizeMinMax, valueRange } from '../render.ts';
 import type { MethodContext } from './types.ts';
 
 /** Heatmap opacity in overlays, shared by every method that writes maps. */
@@ -54,9 +54,7 @@ export async function writeSampleMaps(ctx: MethodContext, maps: SampleMaps, meta
     const caption = meta.classCaption?.(cls, i) ?? `"${className}"`;
     const heat = colorize(normalizeMinMax(disp.subarray(i * H * W, (i + 1) * H * W)), ctx.settings.colormap);
     const rawMap = raw.slice(i * h * w, (i + 1) * h * w);
-    let min = Infinity;
-    let max = -Infinity;
-    for (const v of rawMap) { if (v < min) min = v; if (v > max) max = v; }
+    const [min, max] = valueRange(rawMap);
     const key = meta.variant ? `${cls}-${meta.variant}` : `${cls}`;
     const base = { method: meta.method, image: s.id, ...(meta.classless ? {} : { class: cls, className }), ...(meta.layer ? { layer: meta.layer } : {}) };
     const at = meta.layer ? ` at ${meta.layer}` : '';
