@@ -2,18 +2,11 @@ import Handlebars from 'handlebars';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { escapeMarkdown } from './escape.ts';
 import type { Manifest } from './manifest.ts';
 import { metricsTableHtml, metricsTableMarkdown } from './metrics/table.ts';
 
 const TEMPLATES = join(dirname(fileURLToPath(import.meta.url)), 'templates');
-
-/** Markdown-safe text: backslash-escapes Markdown syntax and turns < > & into entities. */
-export function escapeMarkdown(s: unknown): string {
-  return String(s ?? '')
-    .replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
-    .replace(/([\\`*_{}[\]()#+!|~])/g, '\\$1')
-    .replace(/\r?\n/g, ' ');
-}
 
 /** A relative link that survives spaces and other characters in file names. */
 function urlPath(p: string): string {

@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { escapeHtml } from '../escape.ts';
 
 /**
  * Line charts of deletion/insertion curves: an SVG string drawn here and rasterised by sharp
@@ -32,7 +33,6 @@ export interface ChartLegendEntry {
   baseline?: boolean;
 }
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const fmt = (v: number) => (Math.round(v * 100) / 100).toString();
 
 /** The y axis: the largest value rounded up to a whole tick step (0.02, 0.05, 0.1 or 0.2). */
@@ -63,14 +63,14 @@ export function curvesSvg(title: string, panels: readonly ChartPanel[], legend: 
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, Liberation Sans, Arial, sans-serif">`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="${width / 2}" y="20" font-size="15" text-anchor="middle" fill="#1b1f24">${esc(title)}</text>`,
+    `<text x="${width / 2}" y="20" font-size="15" text-anchor="middle" fill="#1b1f24">${escapeHtml(title)}</text>`,
   ];
   panels.forEach((p, pi) => {
     const ox = pi * (panelW + margin.left + margin.right) + margin.left;
     const oy = margin.top;
     const X = (v: number) => ox + v * panelW;
     const Y = (v: number) => oy + panelH - (Math.min(Math.max(v, 0), top) / top) * panelH;
-    parts.push(`<text x="${ox + panelW / 2}" y="${oy - 10}" font-size="14" text-anchor="middle" fill="#1b1f24">${esc(p.title)}</text>`);
+    parts.push(`<text x="${ox + panelW / 2}" y="${oy - 10}" font-size="14" text-anchor="middle" fill="#1b1f24">${escapeHtml(p.title)}</text>`);
     for (let t = 0; t <= 5; t++) {
       const xv = t / 5;
       parts.push(`<line x1="${X(xv)}" y1="${oy}" x2="${X(xv)}" y2="${oy + panelH}" stroke="#eceef1"/>`);
@@ -82,8 +82,8 @@ export function curvesSvg(title: string, panels: readonly ChartPanel[], legend: 
       parts.push(`<text x="${ox - 6}" y="${Y(yv) + 4}" font-size="11" text-anchor="end" fill="#57606a">${fmt(yv)}</text>`);
     }
     parts.push(`<rect x="${ox}" y="${oy}" width="${panelW}" height="${panelH}" fill="none" stroke="#57606a"/>`);
-    parts.push(`<text x="${ox + panelW / 2}" y="${oy + panelH + 34}" font-size="12" text-anchor="middle" fill="#1b1f24">${esc(p.xLabel)}</text>`);
-    parts.push(`<text transform="translate(${ox - 40} ${oy + panelH / 2}) rotate(-90)" font-size="12" text-anchor="middle" fill="#1b1f24">${esc(p.yLabel)}</text>`);
+    parts.push(`<text x="${ox + panelW / 2}" y="${oy + panelH + 34}" font-size="12" text-anchor="middle" fill="#1b1f24">${escapeHtml(p.xLabel)}</text>`);
+    parts.push(`<text transform="translate(${ox - 40} ${oy + panelH / 2}) rotate(-90)" font-size="12" text-anchor="middle" fill="#1b1f24">${escapeHtml(p.yLabel)}</text>`);
     p.lines.forEach((l, li) => {
       const pts = l.values.map((v, k) => (Number.isFinite(v) ? `${X(p.x[k]).toFixed(2)},${Y(v).toFixed(2)}` : '')).filter(Boolean).join(' ');
       parts.push(`<polyline points="${pts}" fill="none" ${lineStyle(p.lines, li)} stroke-width="${l.baseline ? 1.5 : 2}"/>`);
@@ -95,7 +95,7 @@ export function curvesSvg(title: string, panels: readonly ChartPanel[], legend: 
     const x = 16 + (i % legendCols) * colW;
     const y = ly + Math.floor(i / legendCols) * 20;
     parts.push(`<line x1="${x}" y1="${y}" x2="${x + 24}" y2="${y}" ${lineStyle(legend, i)} stroke-width="2.5"/>`);
-    parts.push(`<text x="${x + 32}" y="${y + 4}" font-size="12" fill="#1b1f24">${esc(e.label)} <tspan fill="#57606a">${esc(e.detail)}</tspan></text>`);
+    parts.push(`<text x="${x + 32}" y="${y + 4}" font-size="12" fill="#1b1f24">${escapeHtml(e.label)} <tspan fill="#57606a">${escapeHtml(e.detail)}</tspan></text>`);
   });
   parts.push('</svg>');
   return { svg: parts.join('\n'), width, height };

@@ -114,14 +114,14 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
     }
   }
   const againstOf = (m: string) => baselineId(gridOfMethod.get(m)!, [H, W]);
-  /** Every row's map for sample i (methods in order, then the baselines), with its class. */
-  const rowsFor = (i: number) => [
+  /** Per sample, every row's map (methods in order, then the baselines), with its class. */
+  const sampleRows = ctx.samples.map((sample, i) => [
     ...methodIds.flatMap((m) => {
       const s = maps.get(m)!.get(sampleIds[i]);
       return s ? [{ method: m, class: s.class, map: s.map }] : [];
     }),
-    ...[...baselines].map(([id, b]) => ({ method: id, class: ctx.samples[i].target, map: b.maps[i] })),
-  ];
+    ...[...baselines].map(([id, b]) => ({ method: id, class: sample.target, map: b.maps[i] })),
+  ]);
   const allIds = [...methodIds, ...baselines.keys()];
   const ranked = new Map<string, Uint32Array>();
   const orderOf = (i: number, method: string, map: Float32Array) => {
@@ -148,7 +148,7 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
     const fractions = stepFractions(P, pixelsPerStep);
     const specs: (CurveSpec & { sample: number; method: string })[] = [];
     ctx.samples.forEach((_, i) => {
-      for (const r of rowsFor(i)) specs.push({ sample: i, method: r.method, start: start(i), end: end(i), order: orderOf(i, r.method, r.map), target: r.class });
+      for (const r of sampleRows[i]) specs.push({ sample: i, method: r.method, start: start(i), end: end(i), order: orderOf(i, r.method, r.map), target: r.class });
     });
     const bar = logger.progress(`metrics: ${label}`, perturbationCount(specs, P, pixelsPerStep));
     const curves = await perturbationCurvesPooled(ctx.model, ctx.pool, [H, W, C], specs, pixelsPerStep, ctx.settings.batchSize, bar);
@@ -193,7 +193,7 @@ export async function runMetrics(ctx: MethodContext, input: MetricsInput, option
       pointing.methods = allIds.map((method) => {
         const samples = ctx.samples.flatMap((s, i) => {
           const box = boxes.get(s.id);
-          const row = rowsFor(i).find((r) => r.method === method);
+          const row = sampleRows[i].find((r) => r.method === method);
           const point = row && maxPoint(row.map, W);
           return box && row && point ? [{ id: s.id, class: row.class, hit: pointingHit(point, box, tolerance), point }] : [];
         });

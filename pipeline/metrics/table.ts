@@ -1,3 +1,4 @@
+import { escapeHtml, escapeMarkdown } from '../escape.ts';
 import type { MetricsJson, MetricsRow } from './types.ts';
 
 /**
@@ -33,14 +34,6 @@ export function markBest(rows: MetricsRow[]): MetricsRow[] {
 const ARROW = { lower: '↓', higher: '↑', zero: '→0' } as const;
 
 const num = (v: number | null) => (v === null ? '—' : v.toFixed(3));
-
-function mdEscape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/([\\`*_{}[\]()#+!|~])/g, '\\$1').replace(/\r?\n/g, ' ');
-}
-
-function htmlEscape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
-}
 
 /** A method's mean deletion / insertion AUC is no better than its matched random baseline's. */
 export function notBetter(r: MetricsRow, key: Column): boolean {
@@ -78,10 +71,10 @@ export function metricsTableMarkdown(metricsJson: unknown): string {
   if (!m || !Array.isArray(m.table) || m.table.length === 0) return '';
   const cols = COLUMNS.filter((c) => c.present(m));
   const lines: string[] = [];
-  lines.push(`| Method | ${cols.map((c) => `${mdEscape(c.title)} ${ARROW[c.better]}`).join(' | ')} |`);
+  lines.push(`| Method | ${cols.map((c) => `${escapeMarkdown(c.title)} ${ARROW[c.better]}`).join(' | ')} |`);
   lines.push(`| --- | ${cols.map(() => '---:').join(' | ')} |`);
   for (const r of m.table) {
-    const name = r.baseline ? `*${mdEscape(r.title)}*` : `${mdEscape(r.title)}${r.flagged ? ' ⚠' : r.warned ? ' ◐' : ''}`;
+    const name = r.baseline ? `*${escapeMarkdown(r.title)}*` : `${escapeMarkdown(r.title)}${r.flagged ? ' ⚠' : r.warned ? ' ◐' : ''}`;
     const cells = cols.map((c) => {
       const text = c.key === 'pointing' && r.pointing !== null ? `${(r.pointing * 100).toFixed(1)}%` : num(r[c.key]);
       const flagged = c.key === 'randomization' && r.flagged ? ' ⚠' : c.key === 'randomization' && r.warned ? ' ◐' : '';
@@ -90,9 +83,9 @@ export function metricsTableMarkdown(metricsJson: unknown): string {
     lines.push(`| ${name} | ${cells.join(' | ')} |`);
   }
   const out = [lines.join('\n')];
-  if (m.flags.length) out.push(m.flags.map((f) => `> **${f.severity === 'warn' ? '◐' : '⚠'} ${mdEscape(titleOf(m, f.method))}:** ${mdEscape(f.message)}`).join('\n>\n'));
+  if (m.flags.length) out.push(m.flags.map((f) => `> **${f.severity === 'warn' ? '◐' : '⚠'} ${escapeMarkdown(titleOf(m, f.method))}:** ${escapeMarkdown(f.message)}`).join('\n>\n'));
   const notes = columnNote(m);
-  if (notes.length) out.push(notes.map((n) => `- ${mdEscape(n)}`).join('\n'));
+  if (notes.length) out.push(notes.map((n) => `- ${escapeMarkdown(n)}`).join('\n'));
   return `${out.join('\n\n')}\n`;
 }
 
@@ -101,20 +94,20 @@ export function metricsTableHtml(metricsJson: unknown): string {
   const m = metricsJson as MetricsJson;
   if (!m || !Array.isArray(m.table) || m.table.length === 0) return '';
   const cols = COLUMNS.filter((c) => c.present(m));
-  const head = `<tr><th scope="col">Method</th>${cols.map((c) => `<th scope="col">${htmlEscape(c.title)} ${ARROW[c.better]}</th>`).join('')}</tr>`;
+  const head = `<tr><th scope="col">Method</th>${cols.map((c) => `<th scope="col">${escapeHtml(c.title)} ${ARROW[c.better]}</th>`).join('')}</tr>`;
   const body = m.table.map((r) => {
-    const name = r.baseline ? `<em>${htmlEscape(r.title)}</em>` : `${htmlEscape(r.title)}${r.flagged ? ' <strong title="failed the randomization sanity check">⚠</strong>' : r.warned ? ' <strong title="insensitive to the higher layers in the randomization test">◐</strong>' : ''}`;
+    const name = r.baseline ? `<em>${escapeHtml(r.title)}</em>` : `${escapeHtml(r.title)}${r.flagged ? ' <strong title="failed the randomization sanity check">⚠</strong>' : r.warned ? ' <strong title="insensitive to the higher layers in the randomization test">◐</strong>' : ''}`;
     const cells = cols.map((c) => {
       const text = c.key === 'pointing' && r.pointing !== null ? `${(r.pointing * 100).toFixed(1)}%` : num(r[c.key]);
       const shown = r.best.includes(c.key) ? `<strong>${text}</strong>` : text;
-      const mark = notBetter(r, c.key) ? ` <span title="no better than ${htmlEscape(titleOf(m, r.against!))}">✗</span>` : '';
+      const mark = notBetter(r, c.key) ? ` <span title="no better than ${escapeHtml(titleOf(m, r.against!))}">✗</span>` : '';
       return `<td class="num">${shown}${c.key === 'randomization' && r.flagged ? ' ⚠' : c.key === 'randomization' && r.warned ? ' ◐' : ''}${mark}</td>`;
     });
     return `<tr><th scope="row">${name}</th>${cells.join('')}</tr>`;
   });
-  const flags = m.flags.map((f) => `<p class="flag"><strong>${f.severity === 'warn' ? '◐' : '⚠'} ${htmlEscape(titleOf(m, f.method))}:</strong> ${htmlEscape(f.message)}</p>`).join('\n');
+  const flags = m.flags.map((f) => `<p class="flag"><strong>${f.severity === 'warn' ? '◐' : '⚠'} ${escapeHtml(titleOf(m, f.method))}:</strong> ${escapeHtml(f.message)}</p>`).join('\n');
   const notes = columnNote(m);
-  return [`<table>\n${head}\n${body.join('\n')}\n</table>`, flags, notes.length ? `<ul>${notes.map((n) => `<li>${htmlEscape(n)}</li>`).join('')}</ul>` : ''].filter(Boolean).join('\n');
+  return [`<table>\n${head}\n${body.join('\n')}\n</table>`, flags, notes.length ? `<ul>${notes.map((n) => `<li>${escapeHtml(n)}</li>`).join('')}</ul>` : ''].filter(Boolean).join('\n');
 }
 
 /** The methods the randomization test left out for their cost, in words (undefined: none). */

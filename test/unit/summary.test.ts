@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseManifest } from '../../pipeline/manifest.ts';
-import { escapeMarkdown, renderSummaries } from '../../pipeline/summary.ts';
+import { escapeMarkdown } from '../../pipeline/escape.ts';
+import { renderSummaries } from '../../pipeline/summary.ts';
 import { HOSTILE_CLASS, makeFixtureRelease } from '../fixtures/make-manifest.ts';
 
 describe('summary.md and summary.html', () => {
