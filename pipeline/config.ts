@@ -26,7 +26,7 @@ export const DEFAULTS = {
   data: { samples: { limit: 16 }, dataset: { limit: 2000 } },
   compute: { backend: 'auto' as (typeof BACKEND_CHOICES)[number], batchSize: 32, workers: 'auto' as 'auto' | number },
   output: { dir: 'output', imageFormat: 'png' as 'png' | 'webp', colormap: 'turbo' as const },
-  site: { base: '/', title: undefined as string | undefined },
+  site: { base: '/' },
   methods: methodDefaults(),
   metrics: metricsOptions.parse({}),
 };
@@ -56,7 +56,7 @@ export const ConfigSchema = z.strictObject({
     size: z.tuple([z.number().int().positive(), z.number().int().positive()]).optional()
       .describe('[height, width] fed to the model (default: the model input size)'),
     channels: z.union([z.literal(1), z.literal(3)]).optional().describe('1 = grayscale, 3 = colour (default: from the model)'),
-    channelOrder: z.enum(['rgb', 'bgr']).default(DEFAULTS.input.channelOrder),
+    channelOrder: z.enum(['rgb', 'bgr']).default(DEFAULTS.input.channelOrder).describe('Channel order the model expects (bgr: Caffe-style models); images are decoded as RGB and flipped for bgr'),
     scale: z.number().positive().default(DEFAULTS.input.scale).describe('Pixel values (0-255) are multiplied by this'),
     mean: z.array(z.number()).min(1).max(3).default(DEFAULTS.input.mean).describe('Subtracted after scaling, per channel or one for all'),
     std: z.array(z.number().positive()).min(1).max(3).default(DEFAULTS.input.std).describe('Divided by after the mean, per channel or one for all'),
@@ -67,20 +67,20 @@ export const ConfigSchema = z.strictObject({
     dataset: dataSource(DEFAULTS.data.dataset.limit).optional().describe('Images for dataset-wide views'),
   }),
   compute: z.strictObject({
-    backend: z.enum(BACKEND_CHOICES).default(DEFAULTS.compute.backend),
+    backend: z.enum(BACKEND_CHOICES).default(DEFAULTS.compute.backend)
+      .describe('auto: tfjs-node-gpu, then tfjs-node, then wasm, then cpu (the first that loads)'),
     batchSize: z.number().int().positive().default(DEFAULTS.compute.batchSize)
       .describe('Images per forward pass; backward passes use micro-batches within the wasm heap'),
     workers: z.union([z.literal('auto'), z.number().int().min(0).max(64)]).default(DEFAULTS.compute.workers)
       .describe('Worker threads for the metrics\' forward passes on the wasm and cpu backends, each with its own tfjs and copy of the model ("auto": one per core beyond the first, at most 7; 0: main thread only)'),
   }).prefault({}),
   output: z.strictObject({
-    dir: z.string().min(1).default(DEFAULTS.output.dir),
-    imageFormat: z.enum(['png', 'webp']).default(DEFAULTS.output.imageFormat),
-    colormap: z.enum(COLORMAPS).default(DEFAULTS.output.colormap),
+    dir: z.string().min(1).default(DEFAULTS.output.dir).describe('Folder for releases/<release>/ and site/ (relative to this file)'),
+    imageFormat: z.enum(['png', 'webp']).default(DEFAULTS.output.imageFormat).describe('Format of the pictures in a release'),
+    colormap: z.enum(COLORMAPS).default(DEFAULTS.output.colormap).describe('Colour map of the heatmaps (the site shows its legend)'),
   }).prefault({}),
   site: z.strictObject({
     base: z.string().startsWith('/').default(DEFAULTS.site.base).describe('Base path, e.g. /REPO/ for GitHub Pages (env CONVLENS_BASE overrides)'),
-    title: z.string().optional(),
   }).prefault({}),
   methods: methodsSchema(),
   metrics: metricsOptions.describe('Trust metrics for the maps: deletion/insertion, randomization, pointing game'),

@@ -27,7 +27,7 @@ import { defineMethod, layerProblem, type MethodContext, type OptionProblem } fr
 export const activations = defineMethod({
   id: 'activations',
   title: 'Activation maps',
-  paper: 'Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks',
+  paper: 'Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks; Yosinski et al. 2015, Understanding Neural Networks Through Deep Visualization',
   needs: {},
   options: z.strictObject({
     enabled: z.boolean().default(true),

@@ -57,7 +57,7 @@ export const classVisualization = defineMethod({
       .describe('Feature visualisation: single channels { layer, channel } whose mean activation is maximised'),
     steps: z.number().int().positive().default(128).describe('Gradient-ascent steps (each is one forward and backward pass of the model)'),
     optimizer: z.enum(['adam', 'sgd']).default('adam').describe('adam (Lucid) or plain gradient ascent (Simonyan)'),
-    learningRate: z.number().positive().default(0.05),
+    learningRate: z.number().positive().default(0.05).describe('Step size of the optimizer'),
     l2: z.number().min(0).default(0).describe('lambda of the L2 penalty lambda * ||I||^2 (sum over pixels, preprocessed space)'),
     tv: z.number().min(0).default(0).describe('Weight of the total-variation penalty (sum of absolute neighbour differences)'),
     blurEvery: z.number().int().min(0).default(0).describe('Blur the image parameter every k steps (0: never)'),
@@ -71,7 +71,7 @@ export const classVisualization = defineMethod({
     inputRange: z.union([z.enum(['auto', 'samples']), rangePair, z.array(rangePair).min(1).max(3)]).default('auto')
       .describe('Valid range of preprocessed pixels: "auto" (pixels 0..255 through input.scale/mean/std), "samples" (per-channel min/max of the sample inputs), [lo, hi], or one [lo, hi] per channel'),
     minProbability: z.number().min(0).max(1).default(0.5).describe('A class image whose probability stays below this is flagged "did not reach the target"'),
-    seed: z.number().int().default(0),
+    seed: z.number().int().default(0).describe('Seed of the starting image and the random transforms'),
   }),
   /** `classNames`: when the caller passes them, class names are checked here too (else in run). */
   check(opts, model, classNames?: readonly string[]) {

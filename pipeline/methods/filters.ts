@@ -30,9 +30,9 @@ export const filters = defineMethod({
   options: z.strictObject({
     enabled: z.boolean().default(true),
     layer: z.string().optional().describe('Convolution layer to show (default: the first one)'),
-    normalize: z.enum(['per-filter', 'global']).default('per-filter'),
+    normalize: z.enum(['per-filter', 'global']).default('per-filter').describe('Grey/colour scale per filter (each uses its full range) or one scale for the whole layer'),
     scale: z.number().int().min(1).max(32).default(8).describe('Each kernel pixel is drawn as scale x scale pixels'),
-    maxFilters: z.number().int().positive().default(256),
+    maxFilters: z.number().int().positive().default(256).describe('At most this many filters are drawn'),
     layers: z.array(z.string()).default([])
       .describe('Deeper convolution layers to show as gray kernel slices: one row per output filter, one column per input channel'),
     maxChannels: z.number().int().positive().default(32)
