@@ -87,6 +87,13 @@ export const Manifest = z.strictObject({
     format: z.enum(['layers-model', 'graph-model']),
     inputShape: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]),
     classes: z.array(z.string()).min(1),
+    /** What the output means (model/head.ts); absent in older releases. */
+    head: z.strictObject({
+      kind: z.enum(['softmax', 'logits', 'binary', 'multi-label']),
+      activation: z.enum(['softmax', 'sigmoid', 'none']),
+      units: z.number().int().positive(),
+      description: z.string(),
+    }).optional(),
     params: z.number().int().nonnegative(),
     /** SHA-256 of the weight specs and bytes (model/io.ts weightsHash); absent in older releases. */
     weightsSha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),

@@ -13,6 +13,7 @@ import { metricsProblems } from './metrics/options.ts';
 import { runMetrics } from './metrics/run-metrics.ts';
 import type { DatasetAccess, MethodDef, SampleItem } from './methods/types.ts';
 import type { ModelAdapter } from './model/adapter.ts';
+import { classNamesFor, defaultTarget, describeHead } from './model/head.ts';
 import { ForwardPool } from './compute/forward-pool.ts';
 import { loadModel } from './model/load.ts';
 import { encodeImage } from './render.ts';
@@ -77,12 +78,9 @@ export async function loadForReport(configFile: string, logger: Logger) {
 export async function prepare(configFile: string, logger: Logger): Promise<Prepared & { backend: Awaited<ReturnType<typeof initBackend>> }> {
   const { loaded, label, backend, modelPath, model, format, weightsSha256 } = await loadForReport(configFile, logger);
   const { config } = loaded;
-  const classes = config.model.labels
-    ? await readLabelsFile(resolveFromConfig(loaded, config.model.labels), 'model.labels', label)
-    : Array.from({ length: model.numClasses }, (_, i) => `class ${i}`);
-  if (classes.length !== model.numClasses) {
-    throw new ConfigError(label, [{ path: 'model.labels', message: `the labels file has ${classes.length} names but the model has ${model.numClasses} outputs; give one name per output, in output order` }]);
-  }
+  const labels = config.model.labels ? await readLabelsFile(resolveFromConfig(loaded, config.model.labels), 'model.labels', label) : undefined;
+  const classes = classNamesFor(model.head, labels);
+  if (!Array.isArray(classes)) throw new ConfigError(label, [{ path: 'model.labels', message: classes.problem }]);
   const enabled = (METHODS as readonly MethodDef[])
     .map((def) => ({ def, opts: (config.methods as Record<string, Record<string, unknown>>)[def.id] }))
     .filter((m) => m.opts.enabled !== false);
@@ -118,6 +116,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
     throw new ConvlensError(`release name "${release}" is not usable as a folder name`, { hint: 'Use letters, digits, ".", "_" and "-" only.' });
   }
   logger.info(`model: ${config.model.name ?? defaultModelName(prep.source)}, ${model.format}, ${model.layers.length} layers, ${model.countParams().toLocaleString('en-US')} parameters, input ${model.inputShape.join('x')}, ${classes.length} classes`);
+  logger.info(`head: ${describeHead(model.head, classes)}`);
 
   const pre = resolvePreprocessing(config.input, { height: model.inputShape[0], width: model.inputShape[1], channels: model.inputShape[2] }, label);
   const listCtx = (key: 'data.samples' | 'data.dataset') => ({ config: loaded, key, classNames: classes, logger });
@@ -146,7 +145,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
       const [h, w] = pre.size;
       const path = await writer.file(`samples/${ref.id}.png`, await encodeImage(batch.display[i], w, h, 3, 'png'));
       samples.push({ id: ref.id, source: ref.source, path, predictions, ...(ref.label === undefined ? {} : { label: ref.label, labelName: classes[ref.label] }) });
-      items.push({ id: ref.id, source: ref.source, label: ref.label, display: batch.display[i], target: predictions[0].class });
+      items.push({ id: ref.id, source: ref.source, label: ref.label, display: batch.display[i], target: defaultTarget(model.head, probs[i]) });
     }
 
     const ctx = {
@@ -197,6 +196,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
         format: prep.format,
         inputShape: model.inputShape,
         classes,
+        head: { ...model.head, description: describeHead(model.head, classes) },
         params: model.countParams(),
         weightsSha256: prep.weightsSha256,
         layers: model.layers.map((l) => ({ name: l.name, type: l.type, outputShape: l.outputShape, params: l.params, inputs: l.inputs })),

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { LayerInfo, ModelAdapter } from '../model/adapter.ts';
 import { upsampleMaps } from './cam-shared.ts';
 import { alphaOption, writeSampleMaps } from './maps.ts';
+import { scoreMatrix } from '../model/head.ts';
 import { classOptionProblems, oneHotRows, targetOption, resolveTargets } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
@@ -11,8 +12,8 @@ import { defineMethod, type MethodContext } from './types.ts';
  * Localization"), read off the weights of a global-average-pooling head; no gradients.
  *
  * Head "gap+dense": y^c = sum_k W[k, c] * mean_ij A_ij^k + b_c, with A [n, h, w, K] the input of
- * the global average pooling and W [K, C] the dense kernel (an optional softmax after it is
- * ignored, scores are pre-softmax). The map is Zhou's
+ * the global average pooling and W [K, C] the dense kernel (scores are taken before the model's
+ * softmax or sigmoid). The map is Zhou's
  *   CAM_c = sum_k W[k, c] * A^k                                       [h, w]
  * without the bias, as in the paper; so mean_ij CAM_c + b_c = y^c.
  * Head "class-maps+gap": the pooling input P [n, h, w, C] already has one map per class and the
@@ -22,6 +23,9 @@ import { defineMethod, type MethodContext } from './types.ts';
  * bias included, so that mean_ij CAM_c = y^c as for the other head; the bias shifts the whole
  * map by a constant and does not change the picture. P is taken from the model's own forward
  * pass, so an activation or batch norm between the convolution and the pooling is included.
+ * The weights W and maps P are per model output; a binary head's class scores are [-z, z]
+ * (model/head.ts), so its classes take -W and W (scores = outputs M, CAM_c = sum_u M[u, c] CAM_u).
+ * A final softmax or sigmoid is split off by the adapter, so sigmoid heads have CAMs too.
  * Both heads are found from `model.layers` (types, inputs, shapes) and `model.weights`, then
  * verified on every run: mean_ij CAM_c (+ b_c) must equal the score, or the method is skipped
  * with a warning. On these heads Grad-CAM at A equals ReLU(CAM_c) / (h*w) (gap+dense) or
@@ -124,7 +128,8 @@ export function findCamHead(model: ModelAdapter): { ok: true; head: CamHead } | 
   const fail = (why: string) => ({ ok: false as const, problem: `${SUPPORTED_HEADS}; ${why}. Use grad-cam instead: it works with any head (and equals CAM up to scale on the supported ones), or set methods.cam.enabled: false.` });
   if (layers.length === 0) return fail('the model has no layers');
   const used = new Set(layers.flatMap((l) => l.inputs));
-  const is2dScores = (l: LayerInfo) => l.outputShape.length === 2 && l.outputShape[1] === model.numClasses;
+  const units = model.head.units;
+  const is2dScores = (l: LayerInfo) => l.outputShape.length === 2 && l.outputShape[1] === units;
   const sink = layers.filter((l) => !used.has(l.name)).find(is2dScores) ?? layers[layers.length - 1];
   const single = (l: LayerInfo) => (l.inputs.length === 1 && l.inputs[0] !== 'input' ? model.layer(l.inputs[0]) : undefined);
   const tail = describeTail(model, sink);
@@ -150,11 +155,11 @@ export function findCamHead(model: ModelAdapter): { ok: true; head: CamHead } | 
     const bias = biasLayer ? model.weights(biasLayer.name)[0] : ownBias;
     if (!kernel || kernel.rank !== 2) return fail(`the dense layer "${dense.name}" has no 2-D kernel`);
     const [r, c] = kernel.shape;
-    const transposed = !(r === K && c === model.numClasses) && r === model.numClasses && c === K;
-    if (!transposed && !(r === K && c === model.numClasses)) {
-      return fail(`the kernel of "${dense.name}" is [${r}, ${c}], not [${K}, ${model.numClasses}] (pooled channels x classes)`);
+    const transposed = !(r === K && c === units) && r === units && c === K;
+    if (!transposed && !(r === K && c === units)) {
+      return fail(`the kernel of "${dense.name}" is [${r}, ${c}], not [${K}, ${units}] (pooled channels x outputs)`);
     }
-    if (bias && (bias.rank !== 1 || bias.shape[0] !== model.numClasses)) return fail(`the bias of "${dense.name}" has shape [${bias.shape.join(', ')}]`);
+    if (bias && (bias.rank !== 1 || bias.shape[0] !== units)) return fail(`the bias of "${dense.name}" has shape [${bias.shape.join(', ')}]`);
     return {
       ok: true,
       head: { kind: 'gap+dense', mapLayer: feature.name, featureLayer: feature.name, poolLayer: pool.name, denseLayer: dense.name, kernel: kernel as tf.Tensor2D, transposed, ...(bias ? { bias: bias as tf.Tensor1D } : {}) },
@@ -163,8 +168,8 @@ export function findCamHead(model: ModelAdapter): { ok: true; head: CamHead } | 
   if (biasLayer) return fail(`this model ends in ${tail}`);
   if (isGlobalPool(model, cur)) {
     const maps = single(cur)!;
-    if (maps.outputShape[3] !== model.numClasses) {
-      return fail(`global average pooling "${cur.name}" gives ${maps.outputShape[3]} values, not the ${model.numClasses} class scores, and no dense layer follows it`);
+    if (maps.outputShape[3] !== units) {
+      return fail(`global average pooling "${cur.name}" gives ${maps.outputShape[3]} values, not the ${units} outputs, and no dense layer follows it`);
     }
     const k11 = maps.conv && maps.conv.kernel[0] === 1 && maps.conv.kernel[1] === 1 ? single(maps) : undefined;
     return { ok: true, head: { kind: 'class-maps+gap', mapLayer: maps.name, poolLayer: cur.name, ...(k11 ? { featureLayer: k11.name } : {}) } };
@@ -206,6 +211,7 @@ export interface CamCheck {
 export function camMaps(ctx: Pick<MethodContext, 'model' | 'input'>, head: CamHead, targets: readonly number[], batchSize = 16): { raw: tf.Tensor3D; check: CamCheck[] } {
   const n = ctx.input.shape[0];
   const C = ctx.model.numClasses;
+  const M = scoreMatrix(ctx.model.head);
   const parts: tf.Tensor3D[] = [];
   const check: CamCheck[] = [];
   try {
@@ -214,16 +220,18 @@ export function camMaps(ctx: Pick<MethodContext, 'model' | 'input'>, head: CamHe
       const [map, score, recon, bias, scale] = tf.tidy(() => {
         const xb = tf.slice(ctx.input, [s, 0, 0, 0], [e - s, -1, -1, -1]);
         const onehot = oneHotRows(targets.slice(s, e), C);
+        // weights of the model's outputs in each selected class score (scores = outputs M)
+        const sel = M ? tf.matMul(onehot, tf.tensor2d(M), false, true) : onehot;
         const { logits, activations } = ctx.model.forward(xb, [head.mapLayer]);
         const A = activations.get(head.mapLayer) as tf.Tensor4D;
         let map: tf.Tensor3D;
         let bias: tf.Tensor1D = tf.zeros([e - s]);
         if (head.kind === 'gap+dense') {
-          const w = tf.matMul(onehot, head.kernel, false, !head.transposed);
+          const w = tf.matMul(sel, head.kernel, false, !head.transposed);
           map = tf.sum(tf.mul(A, tf.reshape(w, [e - s, 1, 1, -1])), 3);
-          if (head.bias) bias = tf.sum(tf.mul(onehot, head.bias), 1);
+          if (head.bias) bias = tf.sum(tf.mul(sel, head.bias), 1);
         } else {
-          map = tf.sum(tf.mul(A, tf.reshape(onehot, [e - s, 1, 1, C])), 3);
+          map = tf.sum(tf.mul(A, tf.reshape(sel, [e - s, 1, 1, -1])), 3);
         }
         const score = tf.sum(tf.mul(onehot, logits), 1);
         const recon = tf.add(tf.mean(map, [1, 2]), bias);

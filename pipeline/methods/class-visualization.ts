@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { headProbabilities } from '../model/head.ts';
 import { z } from 'zod';
 import { ConvlensError, nearest } from '../errors.ts';
 import { classScore, type ModelAdapter, type Objective } from '../model/adapter.ts';
@@ -33,7 +34,7 @@ import { defineMethod, layerProblem, type MethodContext, type OptionProblem } fr
  * min and max of the sample inputs (narrower when no sample spans black to white); or given.
  *
  * Results: one image per class or channel, raw = I* [h, w, c] (preprocessed, model channel
- * order); the picture maps [lo_c, hi_c] to 0..255 per channel. Stats: the softmax probability
+ * order); the picture maps [lo_c, hi_c] to 0..255 per channel. Stats: the probability (softmax, or sigmoid for binary and multi-label heads)
  * the image reaches for its class (`probability`), `reached` = probability >= minProbability
  * (failures are warned about and titled as such, never hidden), the final score, the top-1
  * class; for channels the final mean activation.
@@ -288,7 +289,7 @@ export function optimise(
     }
     const images = param.image(p);
     const { logits, activations } = model.forward(images, layers);
-    const probs = tf.softmax(logits) as tf.Tensor2D;
+    const probs = headProbabilities(model.head, logits);
     const activation = job.kind === 'channel' ? channelMeans(activations.get(job.layer)!) : undefined;
     const scores = tf.tidy(() => Array.from(tf.sum(tf.mul(activation ?? logits, mask), 1).dataSync()));
     tf.dispose([logits, ...[...activations.values()].filter((a) => a !== activation)]);

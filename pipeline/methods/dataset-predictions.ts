@@ -35,7 +35,10 @@ class Bounded {
 
 /**
  * Predictions on the whole dataset, streamed once: top-1 accuracy where labels exist (images
- * without a label are counted but not scored), per-class accuracy, the confusion matrix as sparse
+ * without a label are counted but not scored; for a binary head top-1 is p >= 0.5 for the
+ * positive class; for a multi-label head, whose classes are independent sigmoids, also the share
+ * of labelled images whose label has p >= 0.5 (`labelRecall`) and the mean number of classes with
+ * p >= 0.5 per image (`meanPredictedLabels`)), per-class accuracy, the confusion matrix as sparse
  * [label, prediction, count] triples, and per class the k images the model is most and least sure
  * about: among images labelled c (or, without labels, predicted c), the highest and lowest p(c).
  * Memory: k entries per class, independent of the dataset size; thumbnails of the chosen images
@@ -61,6 +64,10 @@ export const datasetPredictions = defineMethod({
     const perClass = Array.from({ length: classes }, () => ({ count: 0, correct: 0, predicted: 0 }));
     let labelled = 0;
     let correct = 0;
+    // multi-label heads: independent sigmoids, a class is predicted where p >= 0.5
+    const multiLabel = ctx.model.head.kind === 'multi-label';
+    let labelHits = 0;
+    let predictedLabels = 0;
     const bar = ctx.logger.progress('dataset-predictions', n);
     for await (const batch of dataset.batches()) {
       const probs = tf.tidy(() => ctx.model.probabilities(batch.input));
@@ -72,6 +79,7 @@ export const datasetPredictions = defineMethod({
         let pred = 0;
         for (let c = 1; c < classes; c++) if (row[c] > row[pred]) pred = c;
         perClass[pred].predicted++;
+        if (multiLabel) for (let c = 0; c < classes; c++) if (row[c] >= 0.5) predictedLabels++;
         const index = batch.start + j;
         const cls = ref.label ?? pred;
         most[cls].offer({ index, p: row[cls] });
@@ -80,6 +88,7 @@ export const datasetPredictions = defineMethod({
           labelled++;
           perClass[ref.label].count++;
           if (pred === ref.label) { correct++; perClass[ref.label].correct++; }
+          if (row[ref.label] >= 0.5) labelHits++;
           const key = `${ref.label},${pred}`;
           confusion.set(key, (confusion.get(key) ?? 0) + 1);
         }
@@ -123,7 +132,12 @@ export const datasetPredictions = defineMethod({
       id: 'dataset-predictions',
       method: 'dataset-predictions',
       title: 'Predictions on the dataset',
-      stats: { count: n, labelled, ...(accuracy === undefined ? {} : { accuracy }) },
+      stats: {
+        count: n,
+        labelled,
+        ...(accuracy === undefined ? {} : { accuracy }),
+        ...(multiLabel && n ? { meanPredictedLabels: predictedLabels / n, ...(labelled ? { labelRecall: labelHits / labelled } : {}) } : {}),
+      },
     }, value, [...thumbs.values()]);
   },
 });

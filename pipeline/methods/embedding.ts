@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { headProbabilities } from '../model/head.ts';
 import sharp from 'sharp';
 import { z } from 'zod';
 import { exactKnn, knnLabelAgreement, knnOverlap } from '../embedding/knn.ts';
@@ -184,7 +185,7 @@ async function datasetFeatures(ctx: MethodContext, layer: string, thumbSize: num
       const act = activations.get(layer)!;
       const [f, p] = tf.tidy(() => [
         act.rank === 4 ? tf.mean(act, [1, 2]) : tf.reshape(act, [act.shape[0], -1]),
-        tf.softmax(logits),
+        headProbabilities(ctx.model.head, logits),
       ]);
       pooled = act.rank === 4;
       tf.dispose([logits, act]);

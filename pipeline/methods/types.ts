@@ -13,7 +13,7 @@ export interface SampleItem {
   label?: number;
   /** The image as the model saw it, 8-bit RGB [h, w, 3] (gray replicated). */
   display: Uint8Array;
-  /** Class explained by default (top-1 prediction). */
+  /** Class explained by default: the top-1 prediction; a binary head's positive class (head.ts). */
   target: number;
 }
 

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConvlensError, nearest } from '../errors.ts';
+import { headClassCount, headProbabilities, type Head } from './head.ts';
 import type { ReluRule } from './relu-rules.ts';
 import { withReluRule } from './relu-rules.ts';
 
@@ -54,14 +55,18 @@ export interface GradientResult {
 
 /**
  * The one interface every method uses; it hides LayersModel vs GraphModel.
- * Tensors are NHWC. Scores are pre-softmax ("logits"): where the model ends in a softmax, the
- * adapter stops before it; where it does not (e.g. Darknet Tiny), the outputs are the logits.
- * No call computes weight gradients.
+ * Tensors are NHWC. Class scores ("logits") come before the model's output activation: where the
+ * model ends in a softmax or sigmoid, the adapter stops before it; where it does not (e.g. Darknet
+ * Tiny), the outputs are the scores. A binary head's one output z becomes two scores [-z, z]
+ * (head.ts). No call computes weight gradients.
  */
 export interface ModelAdapter {
   readonly format: 'layers-model' | 'graph-model';
   /** [height, width, channels] of one input image. */
   readonly inputShape: [number, number, number];
+  /** What the output means (softmax, logits, binary, multi-label) and how probabilities follow. */
+  readonly head: Head;
+  /** Classes the scores and probabilities have (the output units; 2 for a binary head). */
   readonly numClasses: number;
   readonly layers: readonly LayerInfo[];
   /** Examples per backward pass; forward passes use the caller's batch size. */
@@ -78,7 +83,7 @@ export interface ModelAdapter {
   firstConvLayer(): LayerInfo | undefined;
   /** Logits and the named activations, in one forward pass. */
   forward(x: tf.Tensor4D, layerNames?: readonly string[]): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> };
-  /** softmax(logits). */
+  /** Class probabilities as the head defines them: softmax(scores), or sigmoid per class. */
   probabilities(x: tf.Tensor4D): tf.Tensor2D;
   /**
    * Gradient of `objective` w.r.t. the input or a named layer's activation, micro-batched.
@@ -160,8 +165,18 @@ function unknownLayerError(name: string, layers: readonly LayerInfo[]): Convlens
 export abstract class BaseAdapter {
   abstract readonly layers: readonly LayerInfo[];
   abstract readonly inputShape: [number, number, number];
-  abstract readonly numClasses: number;
+  abstract readonly head: Head;
   private byName?: Map<string, LayerInfo>;
+
+  abstract forward(x: tf.Tensor4D, layerNames?: readonly string[]): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> };
+
+  get numClasses(): number {
+    return headClassCount(this.head);
+  }
+
+  probabilities(x: tf.Tensor4D): tf.Tensor2D {
+    return tf.tidy(() => headProbabilities(this.head, this.forward(x).logits));
+  }
 
   layer(name: string): LayerInfo {
     this.byName ??= new Map(this.layers.map((l) => [l.name, l]));
@@ -175,13 +190,31 @@ export abstract class BaseAdapter {
     let last = spatial.at(-1);
     // A 1x1 convolution to one map per class before global pooling (NiN / Darknet head) is the
     // classifier, not a feature layer: the default explanation layer is its input.
-    if (last?.conv && last.conv.kernel[0] === 1 && last.conv.kernel[1] === 1 && last.outputShape.at(-1) === this.numClasses && last.inputs.length === 1) {
-      last = this.layer(last.inputs[0]);
+    const conv = last && this.producingConv(last);
+    if (conv?.conv && conv.conv.kernel[0] === 1 && conv.conv.kernel[1] === 1 && conv.outputShape.at(-1) === this.head.units && conv.inputs.length === 1) {
+      last = this.layer(conv.inputs[0]);
     }
     if (!last) throw new ConvlensError('the model has no layer with a spatial output ([batch, height, width, channels])', {
       hint: 'Grad-CAM and activation maps need a convolutional model with NHWC activations.',
     });
     return last;
+  }
+
+  /**
+   * The convolution whose output `layer` is, stepping back over single-input layers of the same
+   * shape without parameters of their own except a bias (a graph's BiasAdd and activation nodes).
+   */
+  protected producingConv(layer: LayerInfo): LayerInfo | undefined {
+    let cur: LayerInfo | undefined = layer;
+    for (let i = 0; cur && i < 8; i++) {
+      if (cur.conv) return cur;
+      if (cur.inputs.length !== 1 || cur.inputs[0] === 'input') return undefined;
+      const prev = this.layer(cur.inputs[0]);
+      const sameShape = prev.outputShape.length === cur.outputShape.length && prev.outputShape.every((d, k) => d === cur!.outputShape[k]);
+      if (!sameShape || cur.params > (cur.outputShape.at(-1) ?? 0)) return undefined;
+      cur = prev;
+    }
+    return undefined;
   }
 
   firstConvLayer(): LayerInfo | undefined {

@@ -1,34 +1,32 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConvlensError } from '../errors.ts';
 import { BaseAdapter, backwardBatchFor, initialWeight, weightSeed, type ConvGeometry, type GradientResult, type LayerInfo, type ModelAdapter, type Objective } from './adapter.ts';
+import { findGraphOutput, resolveTensor, stripPort, type GraphNodeDef } from './graph-rewrite.ts';
+import { detectHead, scoresFromOutputs, type Head } from './head.ts';
 
-export interface GraphNodeDef {
-  name: string;
-  op: string;
-  input?: string[];
-  attr?: Record<string, { list?: { i?: (string | number)[] }; s?: string; i?: string | number }>;
-}
+export type { GraphNodeDef } from './graph-rewrite.ts';
 
-const SKIP_OPS = new Set(['Const', 'Placeholder', 'NoOp', 'Identity']);
+const SKIP_OPS = new Set(['Const', 'Placeholder', 'NoOp', 'Identity', 'IdentityN', 'Snapshot', 'StopGradient']);
 
 /**
  * A tfjs GraphModel (converted from a TF SavedModel / frozen graph) behind the adapter interface.
- * "Layers" are the graph's op nodes (Const, Placeholder and Identity left out); a node's
+ * Load through loadModel, which splits the converter's fused ops first (graph-rewrite.ts).
+ * The scores are found behind the signature's Identity chain; a final Softmax / Sigmoid is split
+ * off and sets the head.
+ * "Layers" are the graph's op nodes (Const, Placeholder and pass-through nodes left out); a node's
  * parameters are the sizes of the float weight constants it reads (integer constants such as
  * reduction axes or shapes are weights in model.json but not parameters). Gradients run through
  * `model.execute` (executeAsync cannot be differentiated, so control-flow graphs are refused).
  * Gradient w.r.t. a node: execute to the node, then differentiate
  * `execute({input: x, node: a}, logits)` w.r.t. a; the input is fed too, so paths that bypass
  * the node (skip connections) keep their values.
- * Deviation: converted graphs may hold `_FusedConv2D` / `FusedMatMul` nodes whose gradient also
- * computes the weight gradient (slower than the LayersModel path; correct results).
  * Layers are listed in topological order (the converter's node order when it already is one), so
  * "from the top" in the randomization cascade follows the data flow.
  */
 export class GraphAdapter extends BaseAdapter implements ModelAdapter {
   readonly format = 'graph-model' as const;
   readonly inputShape: [number, number, number];
-  readonly numClasses: number;
+  readonly head: Head;
   readonly layers: LayerInfo[];
   readonly backwardBatch: number;
   private readonly inputName: string;
@@ -52,15 +50,14 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     this.inputShape = shape.slice(1) as [number, number, number];
     this.inputName = model.inputs[0].name;
     for (const n of topology.node ?? []) this.nodes.set(n.name, n);
-    const outName = stripPort(model.outputs[0].name);
-    const outNode = this.nodes.get(outName);
-    this.logitsNode = outNode?.op === 'Softmax' && outNode.input?.length ? stripPort(outNode.input[0]) : outName;
+    const output = findGraphOutput(this.nodes, model.outputs[0].name);
+    this.logitsNode = output.scores;
 
     const weightNames = new Set(weightSpecs.map((w) => w.name));
     const specSize = new Map(weightSpecs.filter((w) => w.dtype === 'float32').map((w) => [w.name, w.shape.reduce((a, b) => a * b, 1)]));
     this.totalParams = [...specSize.values()].reduce((a, b) => a + b, 0);
     const ops = topologicalOps(this.nodes).filter((n) => !SKIP_OPS.has(n.op));
-    const shapes = this.probeShapes(ops.map((n) => n.name));
+    const shapes = this.probeShapes(ops.map((n) => n.name), topology.node ?? []);
     this.layers = ops.map((n) => {
       const ins = (n.input ?? []).filter((i) => !i.startsWith('^')).map(stripPort);
       const consts = ins.filter((i) => specSize.has(i));
@@ -69,7 +66,7 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
         type: n.op,
         outputShape: [null, ...(shapes.get(n.name) ?? []).slice(1)],
         params: consts.reduce((a, c) => a + (specSize.get(c) ?? 0), 0),
-        inputs: ins.filter((i) => !weightNames.has(i)).map((i) => this.resolveIdentity(i)),
+        inputs: ins.filter((i) => !weightNames.has(i)).map((i) => stripPort(resolveTensor(this.nodes, i))),
         conv: this.convGeometry(n, weightSpecs),
       };
       const pool = poolGeometry(n);
@@ -79,12 +76,12 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
       return info;
     });
     const outShape = shapes.get(this.logitsNode) ?? [];
-    this.numClasses = outShape.at(-1) ?? 0;
     if (outShape.length !== 2) {
-      throw new ConvlensError(`the graph model output has shape [${outShape.join(', ')}]; convlens needs class scores [batch, classes]`, {
+      throw new ConvlensError(`the graph model output "${this.logitsNode}" has shape [${outShape.join(', ')}]; convlens needs class scores [batch, classes]`, {
         hint: 'Explain a classifier whose output gives one score per class.',
       });
     }
+    this.head = detectHead(outShape[1], output.activation);
     this.backwardBatch = backwardBatchFor(this.layers, this.inputShape);
   }
 
@@ -105,11 +102,10 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     const names = [...new Set(layerNames)];
     const outs = this.model.execute({ [this.inputName]: x }, [this.logitsNode, ...names]) as tf.Tensor[];
     const list = Array.isArray(outs) ? outs : [outs];
-    return { logits: list[0] as tf.Tensor2D, activations: new Map(names.map((n, i) => [n, list[i + 1]])) };
-  }
-
-  probabilities(x: tf.Tensor4D): tf.Tensor2D {
-    return tf.tidy(() => tf.softmax(this.forward(x).logits));
+    const z = list[0] as tf.Tensor2D;
+    const logits = scoresFromOutputs(this.head, z);
+    if (logits !== z && !list.includes(z, 1)) z.dispose();
+    return { logits, activations: new Map(names.map((n, i) => [n, list[i + 1]])) };
   }
 
   gradient(x: tf.Tensor4D, objective: Objective, wrt: 'input' | string, layers: readonly string[] = []): GradientResult {
@@ -121,7 +117,7 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     const evaluate = (feed: Record<string, tf.Tensor>, rows: [number, number]) => {
       const res = this.model.execute(feed, outputs) as tf.Tensor[];
       const list = Array.isArray(res) ? res : [res];
-      const logits = list[0] as tf.Tensor2D;
+      const logits = scoresFromOutputs(this.head, list[0] as tf.Tensor2D);
       return { logits, score: objective({ logits, activations: new Map(names.map((n, i) => [n, list[i + 1]])) }, rows) };
     };
     return this.microBatched(x, this.backwardBatch, (xb, rows) => tf.tidy(() => {
@@ -189,30 +185,32 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     this.model.dispose();
   }
 
-  private probeShapes(names: string[]): Map<string, number[]> {
+  private probeShapes(names: string[], nodes: readonly GraphNodeDef[]): Map<string, number[]> {
     const x = tf.zeros([1, ...this.inputShape]);
-    const outs = this.model.execute({ [this.inputName]: x }, names);
+    let outs: tf.Tensor | tf.Tensor[];
+    try {
+      outs = this.model.execute({ [this.inputName]: x }, names);
+    } catch (err) {
+      x.dispose();
+      const op = /Op is not supported: (\S+)/.exec((err as Error).message)?.[1];
+      if (!op) throw err;
+      const users = nodes.filter((n) => n.op === op).map((n) => `"${n.name}"`);
+      throw new ConvlensError(`the graph uses the op ${op} (${users.slice(0, 3).join(', ')}${users.length > 3 ? `, and ${users.length - 3} more` : ''}), which TensorFlow.js cannot run`, {
+        hint: 'Rebuild the model without it (or with an equivalent op), or convert the Keras model as a LayersModel instead.',
+        cause: err,
+      });
+    }
     const list = Array.isArray(outs) ? outs : [outs];
     const shapes = new Map(names.map((n, i) => [n, list[i].shape as number[]]));
     tf.dispose([x, ...list]);
     return shapes;
   }
 
-  private resolveIdentity(name: string): string {
-    let cur = name;
-    for (let i = 0; i < 50; i++) {
-      const n = this.nodes.get(cur);
-      if (!n || n.op !== 'Identity' || !n.input?.length) break;
-      cur = stripPort(n.input[0]);
-    }
-    return cur;
-  }
-
   /** Pad / PadV2 with constant paddings [[0, 0], [top, bottom], [left, right], [0, 0]]. */
   private padAmounts(n: GraphNodeDef): [number, number, number, number] | undefined {
     if (!['Pad', 'PadV2'].includes(n.op) || !n.input?.[1]) return undefined;
     const name = stripPort(n.input[1]);
-    const t = (this.model.weights[name] ?? this.model.weights[this.resolveIdentity(name)])?.[0];
+    const t = (this.model.weights[name] ?? this.model.weights[stripPort(resolveTensor(this.nodes, name))])?.[0];
     if (!t || t.size !== 8) return undefined;
     const p = Array.from(t.dataSync(), Number);
     return [p[2], p[3], p[4], p[5]];
@@ -248,10 +246,6 @@ function poolGeometry(n: GraphNodeDef): ConvGeometry | undefined {
     padding: pad === 'SAME' ? 'same' : 'valid',
     dilation: [1, 1],
   };
-}
-
-function stripPort(name: string): string {
-  return name.replace(/^\^/, '').replace(/:\d+$/, '');
 }
 
 const KERNEL_OPS = new Set(['Conv2D', '_FusedConv2D', 'DepthwiseConv2dNative', 'FusedDepthwiseConv2dNative', 'MatMul', '_FusedMatMul', 'BatchMatMul', 'BatchMatMulV2', 'Conv2DBackpropInput']);

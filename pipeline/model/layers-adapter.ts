@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConvlensError } from '../errors.ts';
+import { detectHead, scoresFromOutputs, type Head } from './head.ts';
+import { groupedConv2d } from './keras-compat.ts';
 import { BaseAdapter, backwardBatchFor, initialWeight, weightSeed, type ConvGeometry, type GradientResult, type LayerInfo, type ModelAdapter, type Objective } from './adapter.ts';
 
 /* Internals of tfjs-layers read here (stable since tfjs 1.x): Container.nodesByDepth, Node.*, and
@@ -20,6 +22,8 @@ interface LLayer {
   bias?: { read(): tf.Tensor } | null;
   useBias?: boolean;
   kernelSize?: number[];
+  /** Conv2D groups (keras-compat.ts). */
+  groups?: number;
   strides?: number[] | number;
   /** 'same' | 'valid' for convolutions and pooling; [[top, bottom], [left, right]] for ZeroPadding2D. */
   padding?: string | number[][];
@@ -64,7 +68,12 @@ interface RunOptions {
   keep: ReadonlySet<string>;
 }
 
-const isSoftmax = (name: string | undefined) => name?.toLowerCase() === 'softmax';
+/** The output activation a layer's `activation` (or the layer itself) applies, if convlens splits it off. */
+function outputActivation(cls: string, act: string | undefined): 'softmax' | 'sigmoid' | undefined {
+  if (cls === 'Softmax') return 'softmax';
+  const a = act?.toLowerCase();
+  return a === 'softmax' || a === 'sigmoid' ? a : undefined;
+}
 
 /**
  * Executes a tfjs LayersModel with its own graph walk (the same order as
@@ -74,7 +83,7 @@ const isSoftmax = (name: string | undefined) => name?.toLowerCase() === 'softmax
  *    ops always compute weight gradients (48 s vs 3 s on cpu, and missing kernels on wasm);
  *  - a layer's value can be replaced, to differentiate w.r.t. it (nodes that do not depend on it
  *    reuse the first pass's values, so skip connections in DAG models stay correct);
- *  - a final softmax is split off, to expose logits;
+ *  - a final softmax or sigmoid is split off, to expose the scores before it (head.ts);
  *  - relu6 (activation 'relu6', or a ReLU layer with maxValue 6), which tfjs-layers computes as
  *    min(relu(x), 6), runs as tf.relu6 (same values), so the Relu6 backward rule of
  *    relu-rules.ts applies to it, as it does in GraphModels.
@@ -83,14 +92,14 @@ const isSoftmax = (name: string | undefined) => name?.toLowerCase() === 'softmax
 export class LayersAdapter extends BaseAdapter implements ModelAdapter {
   readonly format = 'layers-model' as const;
   readonly inputShape: [number, number, number];
-  readonly numClasses: number;
+  readonly head: Head;
   readonly layers: LayerInfo[];
   readonly backwardBatch: number;
   private readonly graph: Graph;
   private readonly rawLayers = new Map<string, LLayer>();
-  /** The symbolic id of the logits: the input of a final softmax, else the model output. */
+  /** The symbolic id of the scores: the input of a final softmax / sigmoid layer, else the model output. */
   private readonly logitsId: number;
-  /** Set when the output layer applies softmax itself (Dense(..., activation: 'softmax')). */
+  /** Set when the output layer applies the softmax / sigmoid itself (Dense(..., activation: 'softmax')). */
   private readonly splitActivationOf?: string;
   private readonly outputOwner = new Map<number, string>();
 
@@ -112,7 +121,6 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
     this.graph = this.buildGraph(functional);
     this.layers = this.describe(this.graph);
     const outShape = model.outputs[0].shape;
-    this.numClasses = outShape[outShape.length - 1] ?? 0;
     if (outShape.length !== 2) {
       throw new ConvlensError(`the model output has shape [${outShape.map((d) => d ?? 'null').join(', ')}]; convlens needs class scores [batch, classes]`, {
         hint: 'Explain a classifier whose last layer gives one score per class.',
@@ -121,15 +129,19 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
     const outId = this.graph.outputIds[0];
     const lastStep = this.findProducer(this.graph, outId);
     this.logitsId = outId;
+    let activation: Head['activation'] = 'none';
     if (lastStep) {
       const cls = lastStep.layer.getClassName();
-      const act = lastStep.layer.activation?.getClassName();
-      if ((cls === 'Softmax' || (cls === 'Activation' && isSoftmax(act))) && lastStep.inputIds.length === 1) {
+      const act = outputActivation(cls, lastStep.layer.activation?.getClassName());
+      if (act && (cls === 'Softmax' || cls === 'Activation') && lastStep.inputIds.length === 1) {
         this.logitsId = lastStep.inputIds[0];
-      } else if (isSoftmax(act) && (cls === 'Dense' || cls === 'Conv2D')) {
+        activation = act;
+      } else if (act && (cls === 'Dense' || cls === 'Conv2D')) {
         this.splitActivationOf = lastStep.layer.name;
+        activation = act;
       }
     }
+    this.head = detectHead(outShape[1] ?? 0, activation);
     this.backwardBatch = backwardBatchFor(this.layers, this.inputShape);
   }
 
@@ -150,16 +162,9 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
     // tf.tidy keeps tensors in arrays and plain objects, not in Maps
     const [logits, ...acts] = tf.tidy(() => {
       const { logits, kept } = this.run(x, { keep: new Set(names) });
-      return [logits, ...names.map((n) => kept.get(n)!)];
+      return [scoresFromOutputs(this.head, logits), ...names.map((n) => kept.get(n)!)];
     });
     return { logits: logits as tf.Tensor2D, activations: new Map(names.map((n, i) => [n, acts[i]])) };
-  }
-
-  probabilities(x: tf.Tensor4D): tf.Tensor2D {
-    return tf.tidy(() => {
-      const { logits } = this.forward(x);
-      return tf.softmax(logits);
-    });
   }
 
   gradient(x: tf.Tensor4D, objective: Objective, wrt: 'input' | string, layers: readonly string[] = []): GradientResult {
@@ -175,7 +180,8 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
       try {
         if (wrt === 'input') {
           const f = (input: tf.Tensor) => {
-            const { logits, kept } = this.run(input as tf.Tensor4D, { keep });
+            const { logits: z, kept } = this.run(input as tf.Tensor4D, { keep });
+            const logits = scoresFromOutputs(this.head, z);
             escaped = tf.keep(logits.clone());
             return objective({ logits, activations: kept }, rows);
           };
@@ -186,7 +192,8 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
         const first = this.run(xb, { keep: new Set([wrt]), record });
         const value = first.kept.get(wrt)!;
         const g = tf.grad((a: tf.Tensor) => {
-          const { logits, kept } = this.run(xb, { keep, override: { layer: wrt, value: a }, reuse: record });
+          const { logits: z, kept } = this.run(xb, { keep, override: { layer: wrt, value: a }, reuse: record });
+          const logits = scoresFromOutputs(this.head, z);
           escaped = tf.keep(logits.clone());
           return objective({ logits, activations: kept }, rows);
         })(value);
@@ -360,7 +367,7 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
         } else if (name === this.splitActivationOf) {
           const pre = callLayer(s.layer, ins as tf.Tensor[], s.callArgs, true) as tf.Tensor;
           logits = pre;
-          outs = [tf.softmax(pre)];
+          outs = [activate(s.layer.activation!, pre)];
         } else {
           outs = [callLayer(s.layer, ins as tf.Tensor[], s.callArgs, false)].flat();
         }
@@ -437,13 +444,13 @@ function callLayer(layer: LLayer, inputs: tf.Tensor[], callArgs: Record<string, 
   const x = inputs[0];
   if (cls === 'Conv2D' && layer.kernel && x.rank === 4) {
     const channelsFirst = layer.dataFormat === 'channelsFirst';
-    let y = tf.conv2d(
+    let y = groupedConv2d(
       (channelsFirst ? tf.transpose(x, [0, 2, 3, 1]) : x) as tf.Tensor4D,
       layer.kernel.read() as tf.Tensor4D,
       pair(layer.strides, 1),
       layer.padding === 'same' ? 'same' : 'valid',
-      'NHWC',
       pair(layer.dilationRate, 1),
+      layer.groups ?? 1,
     ) as tf.Tensor;
     if (layer.useBias !== false && layer.bias) y = tf.add(y, layer.bias.read());
     if (!preActivation && layer.activation) y = activate(layer.activation, y);

@@ -273,14 +273,17 @@ export function datasetPredictions(manifest: Manifest, loc: ReleaseLocation = re
 }
 
 /** Top-1 accuracy on the labelled dataset images, from the dataset-predictions artifact's stats. */
-export function datasetAccuracy(manifest: Manifest): { accuracy: number; labelled?: number; count?: number } | undefined {
+export function datasetAccuracy(manifest: Manifest): { accuracy: number; labelled?: number; count?: number; labelRecall?: number; meanPredictedLabels?: number } | undefined {
   const stats = manifest.artifacts.find((a) => a.method === DATASET_PREDICTIONS_METHOD)?.stats;
   const accuracy = stats?.accuracy;
   if (typeof accuracy !== 'number' || !Number.isFinite(accuracy)) return undefined;
+  const num = (v: unknown) => (typeof v === 'number' ? v : undefined);
   return {
     accuracy,
-    labelled: typeof stats?.labelled === 'number' ? stats.labelled : undefined,
-    count: typeof stats?.count === 'number' ? stats.count : undefined,
+    labelled: num(stats?.labelled),
+    count: num(stats?.count),
+    labelRecall: num(stats?.labelRecall),
+    meanPredictedLabels: num(stats?.meanPredictedLabels),
   };
 }
 

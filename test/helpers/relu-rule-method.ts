@@ -33,26 +33,29 @@ export function singleReluExpected(rule: Rule | 'standard', x: number[]): number
   return x.map((xi, i) => (rule === 'standard' ? W[i] * (xi > 0 ? 1 : 0) : rule === 'deconvnet' ? relu(W[i]) : relu(W[i]) * (xi > 0 ? 1 : 0)));
 }
 
-/** Runs the method on the single-ReLU model; checks the raw gradient, the heatmap and that the standard rule is back. */
+/**
+ * Runs the method on the single-ReLU model (one output unit, so a binary head whose class 1 has
+ * the score y); checks the raw gradient, the heatmap and that the standard rule is back.
+ */
 export async function checkSingleRelu(method: MethodDef, rule: Rule) {
   const model = new LayersAdapter(buildActModel('relu', W));
   const input = tf.tensor4d(X.flat(), [2, 1, 2, 3]);
-  const before = inputGradients(model, input, [0, 0]);
+  const before = inputGradients(model, input, [1, 1]);
   const plainBefore = Array.from(await before.data());
   before.dispose();
   expect(plainBefore).toEqual(X.flatMap((x) => singleReluExpected('standard', x)));
 
-  const ctx = await methodContext(model, input, { targets: [0, 0] });
+  const ctx = await methodContext(model, input, { targets: [1, 1] });
   const arts = await runMethod(method, ctx);
   for (let i = 0; i < 2; i++) {
-    const grad = await readRaw(ctx, artifact(arts, `${method.id}/s${i}/0/gradient`));
+    const grad = await readRaw(ctx, artifact(arts, `${method.id}/s${i}/1/gradient`));
     expect(grad.shape).toEqual([1, 2, 3]);
     expect(Array.from(grad.data)).toEqual(singleReluExpected(rule, X[i]));
-    const heat = await readRaw(ctx, artifact(arts, `${method.id}/s${i}/0/heatmap`));
+    const heat = await readRaw(ctx, artifact(arts, `${method.id}/s${i}/1/heatmap`));
     const g = singleReluExpected(rule, X[i]);
     expect(Array.from(heat.data)).toEqual([0, 1].map((p) => Math.max(...g.slice(3 * p, 3 * p + 3).map(Math.abs))));
   }
-  const after = inputGradients(model, input, [0, 0]);
+  const after = inputGradients(model, input, [1, 1]);
   expect(Array.from(await after.data())).toEqual(plainBefore);
   after.dispose();
   input.dispose();

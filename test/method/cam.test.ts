@@ -16,6 +16,7 @@ import { join } from 'node:path';
 if (!haveDarknet) console.warn(`skipping the Darknet Tiny CAM test: ${FIXTURES} is absent`);
 
 const seeded = (seed: number) => tf.initializers.glorotUniform({ seed });
+const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 const heatmaps = <T extends { id: string }>(artifacts: T[]) => artifacts.filter((a) => a.id.endsWith('/heatmap'));
 
 /**
@@ -158,18 +159,46 @@ describe('cam', () => {
     model.dispose();
   });
 
-  it('skips, with a warning, a head whose scores are not linear in the pooled features (dense + sigmoid)', async () => {
+  it('a dense + sigmoid head (multi-label): CAM of the scores before the sigmoid, mean_ij CAM_c + b_c = logit_c', async () => {
     const input = tf.input({ shape: [4, 4, 1] });
     const conv = tf.layers.conv2d({ filters: 2, kernelSize: 1, name: 'c1', kernelInitializer: seeded(1) }).apply(input) as tf.SymbolicTensor;
     const gap = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(conv) as tf.SymbolicTensor;
-    const fc = tf.layers.dense({ units: 2, name: 'fc', activation: 'sigmoid', kernelInitializer: seeded(2) }).apply(gap) as tf.SymbolicTensor;
+    const fc = tf.layers.dense({ units: 2, name: 'fc', activation: 'sigmoid', kernelInitializer: seeded(2), biasInitializer: 'ones' }).apply(gap) as tf.SymbolicTensor;
     const model = new LayersAdapter(tf.model({ inputs: input, outputs: fc }));
-    expect(findCamHead(model).ok).toBe(true);
-    const logger = new MemoryLogger();
+    expect(model.head.kind).toBe('multi-label');
     const x = tf.randomUniform([1, 4, 4, 1], 1, 3, 'float32', 5) as tf.Tensor4D;
-    const ctx = await methodContext(model, x, { logger, targets: [0] });
-    expect(await runMethod(cam, ctx)).toEqual([]);
-    expect(logger.text()).toMatch(/warn: cam: skipped: .* the head is not a linear layer on global average pooling/);
+    const ctx = await methodContext(model, x, { targets: [1] });
+    const arts = heatmaps(await runMethod(cam, ctx));
+    expect(arts).toHaveLength(1);
+    const [k, b] = model.weights('fc').map((t) => Array.from(t.dataSync()));
+    const a = Array.from(model.forward(x, ['c1']).activations.get('c1')!.dataSync());
+    const hand = Array.from({ length: 16 }, (_, p) => a[2 * p] * k[1] + a[2 * p + 1] * k[3]);
+    const raw = await readRaw(ctx, arts[0]);
+    expect(maxAbs(raw.data, hand)).toBeLessThan(1e-5);
+    const logit = tf.tidy(() => model.forward(x).logits.dataSync()[1]);
+    expect(hand.reduce((s, v) => s + v, 0) / 16 + b[1]).toBeCloseTo(logit, 5);
+    expect(arts[0].stats?.score).toBeCloseTo(logit, 5);
+    x.dispose();
+    model.dispose();
+  });
+
+  it('a binary head (one sigmoid unit): class 1 has CAM_z, class 0 its negative', async () => {
+    const input = tf.input({ shape: [4, 4, 1] });
+    const conv = tf.layers.conv2d({ filters: 2, kernelSize: 1, name: 'c1', kernelInitializer: seeded(3) }).apply(input) as tf.SymbolicTensor;
+    const gap = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(conv) as tf.SymbolicTensor;
+    const fc = tf.layers.dense({ units: 1, name: 'fc', activation: 'sigmoid', kernelInitializer: seeded(4) }).apply(gap) as tf.SymbolicTensor;
+    const model = new LayersAdapter(tf.model({ inputs: input, outputs: fc }));
+    expect(model.head.kind).toBe('binary');
+    const x = tf.randomUniform([2, 4, 4, 1], 1, 3, 'float32', 6) as tf.Tensor4D;
+    const ctx = await methodContext(model, x, { targets: [1, 0] });
+    const arts = heatmaps(await runMethod(cam, ctx));
+    expect(arts).toHaveLength(2);
+    const [k] = model.weights('fc').map((t) => Array.from(t.dataSync()));
+    const a = Array.from(model.forward(x, ['c1']).activations.get('c1')!.dataSync());
+    for (const [i, sign] of [[0, 1], [1, -1]] as const) {
+      const hand = Array.from({ length: 16 }, (_, p) => sign * (a[32 * i + 2 * p] * k[0] + a[32 * i + 2 * p + 1] * k[1]));
+      expect(maxAbs((await readRaw(ctx, arts[i])).data, hand)).toBeLessThan(1e-5);
+    }
     x.dispose();
     model.dispose();
   });

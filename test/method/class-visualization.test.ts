@@ -208,15 +208,22 @@ describe('class-visualization', () => {
       model.dispose();
     });
 
-    it('a single-output model (one logit, tf.oneHot would refuse depth 1) reaches the same optimum', async () => {
+    it('a single-output model is a binary head: class 1 (score z) and class 0 (score -z) reach +-W/(2 lambda), p = sigmoid', async () => {
       const W0 = Array.from({ length: 48 }, (_, i) => W[i * 2]);
       const model = linearModel(W0, shape, 1);
+      expect(model.head.kind).toBe('binary');
       const ctx = await methodContext(model, tf.zeros([1, 4, 4, 3]) as tf.Tensor4D);
-      const [art] = await runMethod(classVisualization, ctx, {
-        classes: [0], parameterization: 'pixel', optimizer: 'sgd', learningRate: 0.2, l2: 0.5, steps: 150, inputRange: ranges, ...NO_TRANSFORMS,
+      const arts = await runMethod(classVisualization, ctx, {
+        classes: [1, 0], parameterization: 'pixel', optimizer: 'sgd', learningRate: 0.2, l2: 0.5, steps: 150, inputRange: ranges, ...NO_TRANSFORMS,
       });
-      expect(maxAbsDiff((await readRaw(ctx, art)).data, expected(0))).toBeLessThan(1e-4);
-      expect(art.stats?.probability).toBe(1);
+      const negW = W0.map((v) => -v);
+      for (const [art, sign, w] of [[arts[0], 1, W0], [arts[1], -1, negW]] as const) {
+        const want = Array.from({ length: 48 }, (_, i) => Math.min(ranges[i % 3][1], Math.max(ranges[i % 3][0], w[i] / (2 * 0.5))));
+        expect(maxAbsDiff((await readRaw(ctx, art)).data, want)).toBeLessThan(1e-4);
+        const z = want.reduce((acc, v, i) => acc + v * W0[i], 0);
+        expect(art.stats?.probability).toBeCloseTo(1 / (1 + Math.exp(-sign * z)), 4);
+        expect(art.stats?.score).toBeCloseTo(sign * z, 3);
+      }
       model.dispose();
     });
 

@@ -96,16 +96,31 @@ describe('occlusion', () => {
     base.dispose();
   });
 
-  it('runs on a single-output model (softmax of one logit is 1: every drop is 0)', async () => {
+  it('a single-output model is a binary head: drops of p = sigmoid(z), for the positive class and its complement', async () => {
+    const w = [1, -2, 0.5, 3, 0.25, 1, -1, 2, 1.5, -0.5, 1, 0.75, 2, 1, -1.5, 0.5];
+    const x = [0.5, 0.25, 1, 0.75, 0.125, 1, 0.5, 0.25, 0.75, 0.5, 0, 1, 1, 0.25, 0.5, 0.375];
     const input = tf.input({ shape: [4, 4, 1] });
-    const out = tf.layers.dense({ units: 1, name: 'out' }).apply(tf.layers.flatten().apply(input)) as tf.SymbolicTensor;
+    const out = tf.layers.dense({ units: 1, name: 'out', weights: [tf.tensor2d(w, [16, 1]), tf.tensor1d([-1])] })
+      .apply(tf.layers.flatten().apply(input)) as tf.SymbolicTensor;
     const model = new LayersAdapter(tf.model({ inputs: input, outputs: out }));
-    const x = tf.tensor4d(Array.from({ length: 16 }, (_, i) => i / 16), [1, 4, 4, 1]);
-    const ctx = await methodContext(model, x, { targets: [0] });
-    const [heat] = await runMethod(occlusion, ctx, { size: 2, stride: 2, fill: 'zero', display: 'signed' });
-    expect(Array.from((await readRaw(ctx, heat)).data)).toEqual(new Array(16).fill(0));
-    expect(heat.stats?.probability).toBe(1);
-    x.dispose();
+    expect(model.head).toMatchObject({ kind: 'binary', activation: 'none', units: 1 });
+    const xt = tf.tensor4d(x, [1, 4, 4, 1]);
+    const both = tf.concat([xt, xt]) as tf.Tensor4D;
+    const ctx = await methodContext(model, both, { targets: [1, 0] });
+    const arts = await runMethod(occlusion, ctx, { size: 2, stride: 2, fill: 'zero', display: 'signed' });
+    const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+    const z = dot(w, x) - 1;
+    for (const [i, cls, p] of [[0, 1, sigmoid], [1, 0, (v: number) => 1 - sigmoid(v)]] as const) {
+      const heat = arts.find((a) => a.id === `occlusion/s${i}/${cls}/heatmap`)!;
+      const raw = Array.from((await readRaw(ctx, heat)).data);
+      for (const [y0, x0] of [[0, 0], [0, 2], [2, 0], [2, 2]]) {
+        const cells = [[y0, x0], [y0, x0 + 1], [y0 + 1, x0], [y0 + 1, x0 + 1]].map(([r, c]) => r * 4 + c);
+        const drop = p(z) - p(z - cells.reduce((s, j) => s + w[j] * x[j], 0));
+        for (const j of cells) expect(raw[j]).toBeCloseTo(drop, 6);
+      }
+      expect(heat.stats?.probability).toBeCloseTo(p(z), 6);
+    }
+    tf.dispose([xt, both]);
     model.dispose();
   });
 

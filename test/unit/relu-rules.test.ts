@@ -98,7 +98,8 @@ describe('the rules through a LayersAdapter', () => {
   beforeAll(() => {
     for (const kind of ['relu', 'relu6', 'relu6layer', 'leaky'] as const) adapters.set(kind, new LayersAdapter(buildActModel(kind, W)));
     x = tf.tensor4d(X.flat(), [2, 1, 2, 3]);
-    ones = tf.ones([2, 1]);
+    // a one-unit output is a binary head: scores [-z, z]; class 1 is y itself
+    ones = tf.tensor2d([[0, 1], [0, 1]]);
   });
   afterAll(() => {
     for (const a of adapters.values()) a.dispose();
@@ -117,7 +118,7 @@ describe('the rules through a LayersAdapter', () => {
   for (const kind of ['relu', 'relu6', 'relu6layer', 'leaky'] as const) {
     it(`${kind}: standard, deconvnet and guided input gradients equal the hand computation`, async () => {
       const a = adapters.get(kind)!;
-      expect(a.numClasses).toBe(1);
+      expect(a.head.kind).toBe('binary');
       for (const rule of RELU_RULES) {
         const g = await a.withReluRule(rule, () => inputGrad(a));
         const e = [...expected(kind, rule, X[0]), ...expected(kind, rule, X[1])];
@@ -191,7 +192,8 @@ describe('relu6 in a LayersModel keeps its values when run as the Relu6 op', () 
       const { logits, activations } = a.forward(x, ['act']);
       expect(Array.from(activations.get('act')!.dataSync())).toEqual(X.flat().map((v) => Math.min(Math.max(v, 0), 6)));
       const p = model.predict(x) as tf.Tensor;
-      expect(Array.from(logits.dataSync())).toEqual(Array.from(p.dataSync()));
+      // one output unit: a binary head, scores [-z, z]
+      expect(Array.from(logits.dataSync())).toEqual(Array.from(p.dataSync()).flatMap((z) => [-z, z]));
       tf.dispose([x, logits, p, ...activations.values()]);
       a.dispose();
     }
