@@ -100,6 +100,8 @@ export const Manifest = z.strictObject({
     layers: z.array(LayerSummary),
   }),
   methods: z.array(z.strictObject({ id: z.string(), title: z.string(), paper: z.string().optional() })),
+  /** Enabled methods that could not run with this config and model, and why (absent: none). */
+  skipped: z.array(z.strictObject({ id: z.string(), title: z.string(), reason: z.string() })).optional(),
   /** How heatmaps were drawn: the site shows this colour map's legend (low to high). */
   render: z.strictObject({ colormap: z.string(), imageFormat: z.enum(['png', 'webp']) }),
   samples: z.array(Sample),

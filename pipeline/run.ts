@@ -9,6 +9,7 @@ import { ConvlensError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { type Manifest, type Prediction, SCHEMA_VERSION, type Sample } from './manifest.ts';
 import { METHOD_IDS, METHODS } from './methods/registry.ts';
+import { unmetNeed } from './methods/needs.ts';
 import { metricsProblems } from './metrics/options.ts';
 import { runMetrics } from './metrics/run-metrics.ts';
 import type { DatasetAccess, MethodDef, SampleItem } from './methods/types.ts';
@@ -53,6 +54,8 @@ interface Prepared {
   modelPath: string;
   classes: string[];
   methods: { def: MethodDef; opts: Record<string, unknown> }[];
+  /** Enabled methods that cannot run with this config and model, and why. */
+  skipped: { id: string; title: string; reason: string }[];
 }
 
 /** The config, the compute backend and the model, loaded (what `convlens layers` needs). */
@@ -84,14 +87,19 @@ export async function prepare(configFile: string, logger: Logger): Promise<Prepa
   const enabled = (METHODS as readonly MethodDef[])
     .map((def) => ({ def, opts: (config.methods as Record<string, Record<string, unknown>>)[def.id] }))
     .filter((m) => m.opts.enabled !== false);
-  const skipped = config.data.dataset ? [] : enabled.filter((m) => m.def.needs.dataset);
-  if (skipped.length) {
-    logger.warn(`${skipped.map((m) => m.def.id).join(', ')} skipped: ${label} has no data.dataset (add one, or set methods.<id>.enabled: false to silence this)`);
+  // what a method needs and this config or model lacks: skipped before any work, with the reason
+  const skipped = enabled.flatMap(({ def }) => {
+    const reason = def.needs.dataset && !config.data.dataset ? `${label} has no data.dataset` : unmetNeed(def, model);
+    return reason ? [{ id: def.id, title: def.title, reason }] : [];
+  });
+  for (const reason of new Set(skipped.map((s) => s.reason))) {
+    const ids = skipped.filter((s) => s.reason === reason).map((s) => s.id);
+    logger.warn(`${ids.join(', ')} skipped: ${reason} (set methods.<id>.enabled: false in ${label} to silence this)`);
   }
-  const methods = enabled.filter((m) => !skipped.includes(m));
+  const methods = enabled.filter((m) => !skipped.some((s) => s.id === m.def.id));
   const problems = [...methods.flatMap(({ def, opts }) => (def.check?.(opts, model, classes) ?? []).map((p) => ({ path: `methods.${def.id}.${p.key}`, message: p.message }))), ...metricsProblems(config.metrics, METHOD_IDS)];
   if (problems.length) throw new ConfigError(label, problems);
-  return { loaded, model, source: config.model.path, format, weightsSha256, modelPath, classes, methods, backend };
+  return { loaded, model, source: config.model.path, format, weightsSha256, modelPath, classes, methods, skipped, backend };
 }
 
 /**
@@ -205,6 +213,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
         ...methods.map(({ def }) => ({ id: def.id, title: def.title, ...(def.paper ? { paper: def.paper } : {}) })),
         ...(hasMetrics ? [{ id: 'metrics', title: 'Trust metrics' }] : []),
       ],
+      ...(prep.skipped.length ? { skipped: prep.skipped } : {}),
       render: { colormap: config.output.colormap, imageFormat: config.output.imageFormat },
       samples,
       dataset: { count: datasetRefs.length },

@@ -51,6 +51,7 @@ export async function renderSummaries(manifest: Manifest, releaseDir: string, ex
     configHash: manifest.configHash,
     toolVersion: manifest.tool.version,
     methods: manifest.methods,
+    skipped: manifest.skipped ?? [],
     samples: manifest.samples.map((s) => {
       const mine = pictures.filter((a) => a.image === s.id);
       const groups = [...new Set(mine.map((a) => a.method))].map((m) => ({ title: titleOf.get(m) ?? m, images: mine.filter((a) => a.method === m) }));

@@ -28,7 +28,7 @@ export const activations = defineMethod({
   id: 'activations',
   title: 'Activation maps',
   paper: 'Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks; Yosinski et al. 2015, Understanding Neural Networks Through Deep Visualization',
-  needs: {},
+  needs: { spatialLayer: true },
   options: z.strictObject({
     enabled: z.boolean().default(true),
     layers: z.array(z.string()).min(1).optional()

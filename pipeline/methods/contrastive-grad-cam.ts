@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { spatialLayerProblems, weightedGradCamMaps } from './cam-shared.ts';
 import { alphaOption, writeSampleMaps } from './maps.ts';
+import { contrastWeight } from '../model/head.ts';
 import { classOptionProblems, oneHotRows, resolveClassOption, targetOption, resolveTargets } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
@@ -15,6 +16,10 @@ import { defineMethod, type MethodContext } from './types.ts';
  * complementary part, so the two maps never overlap. Prabhushankar et al. backpropagate a loss
  * between the prediction and B; the score difference used here is the linear form of the same
  * question and needs no loss choice. Upsampling, scaling and raw data as for grad-cam.
+ * Heads (model/head.ts): for a softmax head S = log(p_A / p_B). A binary head's classes are the
+ * positive class (score z) and its complement (score -z); there S = (y^A - y^B) / 2 = +-z, the
+ * same log-odds, so "why positive and not negative" is Grad-CAM of z and "why negative and not
+ * positive" its complement. A multi-label head's S is the difference of two independent logits.
  * `target` (A) defaults to the prediction; `versus` (B) to the runner-up: the highest-scoring
  * class other than A (the second prediction when A is the top-1). Samples where B = A are skipped
  * with a warning (the contrast of a class with itself is zero).
@@ -24,7 +29,7 @@ export const contrastiveGradCam = defineMethod({
   id: 'contrastive-grad-cam',
   title: 'Contrastive Grad-CAM',
   paper: 'Prabhushankar et al. 2020, Contrastive Explanations in Neural Networks',
-  needs: { gradients: true },
+  needs: { gradients: true, spatialLayer: true },
   options: z.strictObject({
     enabled: z.boolean().default(true),
     layer: z.string().optional().describe('Layer to explain (default: the last layer with a spatial output)'),
@@ -56,7 +61,7 @@ export const contrastiveGradCam = defineMethod({
     }
     if (keep.length === 0) return;
     const input = keep.length === ctx.samples.length ? ctx.input : tf.gather(ctx.input, keep);
-    const weights = contrastWeights(keep.map((i) => a[i]), keep.map((i) => b[i]), ctx.model.numClasses);
+    const weights = contrastWeights(keep.map((i) => a[i]), keep.map((i) => b[i]), ctx.model.numClasses, contrastWeight(ctx.model.head));
     let maps: ReturnType<typeof weightedGradCamMaps>;
     try {
       maps = weightedGradCamMaps({ model: ctx.model, input }, layer, weights);
@@ -93,9 +98,9 @@ export const contrastiveGradCam = defineMethod({
   },
 });
 
-/** Objective weights [n, classes]: +1 at A_i, -1 at B_i. */
-export function contrastWeights(a: readonly number[], b: readonly number[], numClasses: number): tf.Tensor2D {
-  return tf.tidy(() => tf.sub(oneHotRows(a, numClasses), oneHotRows(b, numClasses)) as tf.Tensor2D);
+/** Objective weights [n, classes]: +w at A_i, -w at B_i (w = 1, or 1/2 for a binary head: head.ts contrastWeight). */
+export function contrastWeights(a: readonly number[], b: readonly number[], numClasses: number, w = 1): tf.Tensor2D {
+  return tf.tidy(() => tf.mul(tf.sub(oneHotRows(a, numClasses), oneHotRows(b, numClasses)), w) as tf.Tensor2D);
 }
 
 /** For each sample, the highest-scoring class other than a[i] (forward passes in batches). */

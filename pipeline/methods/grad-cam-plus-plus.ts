@@ -30,7 +30,7 @@ export const gradCamPlusPlus = defineMethod({
   id: 'grad-cam-plus-plus',
   title: 'Grad-CAM++',
   paper: 'Chattopadhay et al. 2018, Grad-CAM++: Improved Visual Explanations for Deep Convolutional Networks',
-  needs: { gradients: true },
+  needs: { gradients: true, spatialLayer: true },
   options: z.strictObject({
     enabled: z.boolean().default(true),
     layer: z.string().optional().describe('Layer to explain (default: the last layer with a spatial output)'),

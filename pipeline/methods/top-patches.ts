@@ -28,7 +28,7 @@ export const topPatches = defineMethod({
   id: 'top-patches',
   title: 'Top activating patches',
   paper: 'Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks; Girshick et al. 2014, Rich feature hierarchies for accurate object detection and semantic segmentation',
-  needs: { dataset: true },
+  needs: { dataset: true, spatialLayer: true },
   options: z.strictObject({
     enabled: z.boolean().default(true),
     layers: z.array(z.string().min(1)).min(1).optional()

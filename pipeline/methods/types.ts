@@ -65,7 +65,11 @@ export interface MethodDef<S extends z.ZodObject = z.ZodObject> {
   id: string;
   title: string;
   paper?: string;
-  needs: { gradients?: boolean; dataset?: boolean; gapHead?: boolean };
+  /**
+   * What the method needs; run.ts reads `dataset` (skipped without data.dataset), `spatialLayer`
+   * and `gapHead` (skipped, before any work, where the model has none: methods/needs.ts).
+   */
+  needs: { gradients?: boolean; dataset?: boolean; spatialLayer?: boolean; gapHead?: boolean };
   options: S;
   check?(opts: z.infer<S>, model: ModelAdapter, classes?: readonly string[]): OptionProblem[];
   /**

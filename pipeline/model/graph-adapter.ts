@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConvlensError } from '../errors.ts';
 import { BaseAdapter, backwardBatchFor, initialWeight, weightSeed, type ConvGeometry, type GradientResult, type LayerInfo, type ModelAdapter, type Objective } from './adapter.ts';
+import './gradients.ts';
 import { findGraphOutput, resolveTensor, stripPort, type GraphNodeDef } from './graph-rewrite.ts';
 import { detectHead, scoresFromOutputs, type Head } from './head.ts';
 

@@ -66,9 +66,10 @@ export function stripPort(name: string): string {
  * its own node; the activation keeps the fused node's name, so the graph's other nodes and the
  * layer names users see are unchanged, and the pieces are named `<name>/<op>`. Why:
  *  - the wasm backend has no kernel for some fused activations (`_FusedHardSwish`, Tanh);
- *  - tfjs differentiates a fused op with its own activation rule, so guided backprop and deconvnet
- *    (relu-rules.ts) would silently not apply to a fused ReLU;
- *  - the gradient of a fused op always computes the weight gradient too (see the tfjs note).
+ *  - while a gradient is recorded tfjs runs a fused op with an activation unfused, but one with
+ *    only a bias stays fused, and its gradient always computes the weight gradient too (a bridged
+ *    cpu kernel on wasm; see the tfjs note);
+ *  - each piece is a layer methods can ask for (the convolution before its bias and activation).
  * The topology is copied, never changed in place. Throws on a fusion it does not know.
  */
 export function splitFusedOps(nodes: readonly GraphNodeDef[]): GraphNodeDef[] {

@@ -46,7 +46,7 @@ export const BINARY_POSITIVE = 1;
  */
 export function scoresFromOutputs(head: Head, z: tf.Tensor2D): tf.Tensor2D {
   if (head.kind !== 'binary') return z;
-  return tf.concat([tf.neg(z), z], 1) as tf.Tensor2D;
+  return tf.tidy(() => tf.concat([tf.neg(z), z], 1) as tf.Tensor2D);
 }
 
 /**
