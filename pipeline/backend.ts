@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConvlensError } from './errors.ts';
 import type { Logger } from './logger.ts';
+import { installFastConvGradients } from './compute/conv-gradients.ts';
 
 /** Backends a user can ask for in `compute.backend`. */
 export const BACKEND_CHOICES = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
@@ -77,6 +78,7 @@ async function load(name: ConcreteBackend): Promise<BackendInfo> {
     await import('@tensorflow/tfjs-backend-wasm');
     if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
     bridgeCpuKernelsToWasm();
+    installFastConvGradients();
   } else {
     if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend did not initialise');
   }

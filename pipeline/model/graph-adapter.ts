@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ConvlensError } from '../errors.ts';
 import { BaseAdapter, backwardBatchFor, initialWeight, weightSeed, type ConvGeometry, type GradientResult, type LayerInfo, type ModelAdapter, type Objective } from './adapter.ts';
 import './gradients.ts';
-import { findGraphOutput, resolveTensor, stripPort, type GraphNodeDef } from './graph-rewrite.ts';
+import { BATCH_NORM_OP, findGraphOutput, resolveTensor, stripPort, type GraphNodeDef } from './graph-rewrite.ts';
 import { detectHead, scoresFromOutputs, type Head } from './head.ts';
 
 export type { GraphNodeDef } from './graph-rewrite.ts';
@@ -263,7 +263,7 @@ const ONES_OPS = new Set(['Mul', 'RealDiv']);
  */
 export function graphInitialWeight(op: string, index: number, shape: readonly number[], seed: number): tf.Tensor {
   if (KERNEL_OPS.has(op) && index === 1) return initialWeight('kernel', shape, seed);
-  if ((op.startsWith('FusedBatchNorm') && (index === 1 || index === 4)) || ONES_OPS.has(op)) return tf.ones([...shape]);
+  if (((op.startsWith('FusedBatchNorm') || op === BATCH_NORM_OP) && (index === 1 || index === 4)) || ONES_OPS.has(op)) return tf.ones([...shape]);
   return tf.zeros([...shape]);
 }
 

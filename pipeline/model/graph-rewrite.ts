@@ -32,6 +32,25 @@ tf.registerOp(HARD_SWISH_OP, (node) => {
   return tf.tidy(() => tf.mul(x, tf.div(tf.clipByValue(tf.add(x, 3), 0, 6), 6)));
 });
 
+/** Op of inference batch normalization, which FusedBatchNorm nodes become (splitFusedOps). */
+export const BATCH_NORM_OP = 'ConvlensBatchNorm';
+
+/**
+ * Inference batch normalization y = x * s + (offset - mean * s), s = scale / sqrt(variance + eps),
+ * inputs [x, scale, offset, mean, variance] as FusedBatchNorm's. Its gradient is dy * s; tfjs's
+ * FusedBatchNorm gradient tiles 1/sqrt(var + eps) to the whole activation first.
+ */
+tf.registerOp(BATCH_NORM_OP, (node) => {
+  const [x, scale, offset, mean, variance] = node.inputs;
+  const eps = typeof node.attrs.epsilon === 'number' ? node.attrs.epsilon : 1e-3;
+  return tf.tidy(() => {
+    const s = tf.mul(scale, tf.rsqrt(tf.add(variance, eps)));
+    return tf.add(tf.mul(x, s), tf.sub(offset, tf.mul(mean, s)));
+  });
+});
+
+const BATCH_NORM_OPS = new Set(['FusedBatchNorm', 'FusedBatchNormV2', 'FusedBatchNormV3']);
+
 const FUSED_BASE: Record<string, string> = {
   _FusedConv2D: 'Conv2D',
   FusedDepthwiseConv2dNative: 'DepthwiseConv2dNative',
@@ -70,7 +89,8 @@ export function stripPort(name: string): string {
  *    only a bias stays fused, and its gradient always computes the weight gradient too (a bridged
  *    cpu kernel on wasm; see the tfjs note);
  *  - each piece is a layer methods can ask for (the convolution before its bias and activation).
- * The topology is copied, never changed in place. Throws on a fusion it does not know.
+ * Inference FusedBatchNorm nodes become BATCH_NORM_OP (no Tile in their gradient). The topology
+ * is copied, never changed in place. Throws on a fusion it does not know.
  */
 export function splitFusedOps(nodes: readonly GraphNodeDef[]): GraphNodeDef[] {
   const taken = new Set(nodes.map((n) => n.name));
@@ -82,6 +102,10 @@ export function splitFusedOps(nodes: readonly GraphNodeDef[]): GraphNodeDef[] {
   };
   const out: GraphNodeDef[] = [];
   for (const node of nodes) {
+    if (BATCH_NORM_OPS.has(node.op) && node.attr?.is_training?.b !== true) {
+      out.push({ ...node, op: BATCH_NORM_OP });
+      continue;
+    }
     const baseOp = FUSED_BASE[node.op];
     if (!baseOp) {
       out.push(node);
@@ -99,7 +123,7 @@ export function splitFusedOps(nodes: readonly GraphNodeDef[]): GraphNodeDef[] {
       steps.push({ op: 'BiasAdd', args: 1, attr: node.attr?.data_format ? { data_format: node.attr.data_format } : {} });
       rest = rest.slice(1);
     } else if (rest[0] === 'FusedBatchNorm') {
-      steps.push({ op: 'FusedBatchNormV3', args: 4, attr: { epsilon: { f: Number(node.attr?.epsilon?.f ?? 1e-3) }, is_training: { b: false } } });
+      steps.push({ op: BATCH_NORM_OP, args: 4, attr: { epsilon: { f: Number(node.attr?.epsilon?.f ?? 1e-3) } } });
       rest = rest.slice(1);
     }
     if (rest.length > 1 || (rest.length === 1 && !ACTIVATION_OPS[rest[0]])) {

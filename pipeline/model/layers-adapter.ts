@@ -28,6 +28,16 @@ interface LLayer {
   /** 'same' | 'valid' for convolutions and pooling; [[top, bottom], [left, right]] for ZeroPadding2D. */
   padding?: string | number[][];
   dilationRate?: number | number[];
+  // depthwise / separable convolutions
+  depthwiseKernel?: { read(): tf.Tensor };
+  pointwiseKernel?: { read(): tf.Tensor };
+  // batch normalization
+  gamma?: { read(): tf.Tensor } | null;
+  beta?: { read(): tf.Tensor } | null;
+  movingMean?: { read(): tf.Tensor };
+  movingVariance?: { read(): tf.Tensor };
+  epsilon?: number;
+  axis?: number | number[];
   // pooling / cropping
   poolSize?: number[];
   cropping?: number[][];
@@ -49,6 +59,10 @@ interface Step {
   callArgs: Record<string, unknown>;
   /** Set when the layer is a nested model: its own steps run in place of a call. */
   inner?: Graph;
+  /** A batch normalization folded into this convolution / dense step's weights (foldBatchNorms). */
+  foldedInto?: Step;
+  /** The convolution / dense step this batch normalization is folded into. */
+  foldFrom?: Step;
 }
 
 interface Graph {
@@ -84,6 +98,13 @@ function outputActivation(cls: string, act: string | undefined): 'softmax' | 'si
  *  - a layer's value can be replaced, to differentiate w.r.t. it (nodes that do not depend on it
  *    reuse the first pass's values, so skip connections in DAG models stay correct);
  *  - a final softmax or sigmoid is split off, to expose the scores before it (head.ts);
+ *  - inference batch normalization runs as y = x * scale + shift (scale = gamma / sqrt(var + eps),
+ *    shift = beta - mean * scale), whose gradient is dy * scale, instead of tfjs's batchNorm, whose
+ *    gradient tiles 1/sqrt(var + eps) to the whole activation (27% of a Darknet backward pass on
+ *    wasm); after a linear Conv2D, DepthwiseConv2D, SeparableConv2D or Dense that feeds nothing
+ *    else it is folded into that layer's weights (W * scale, (b - mean) * scale + beta), so the
+ *    pair costs one convolution. The convolution's own output is still computed when a method
+ *    asks for it or differentiates w.r.t. it;
  *  - relu6 (activation 'relu6', or a ReLU layer with maxValue 6), which tfjs-layers computes as
  *    min(relu(x), 6), runs as tf.relu6 (same values), so the Relu6 backward rule of
  *    relu-rules.ts applies to it, as it does in GraphModels.
@@ -266,11 +287,13 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
         steps.push(step);
       }
     }
-    return {
+    const graph = {
       inputIds: (container.inputs ?? []).map((t) => t.id),
       outputIds: (container.outputs ?? []).map((t) => t.id),
       steps,
     };
+    foldBatchNorms(graph);
+    return graph;
   }
 
   private findProducer(graph: Graph, id: number): Step | undefined {
@@ -341,7 +364,11 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
     let logits: tf.Tensor | undefined;
     const exec = (g: Graph) => {
       for (const s of g.steps) {
-        const ins = s.inputIds.map((id) => values.get(id));
+        // a convolution folded into its batch normalization is computed there, unless it is asked for itself
+        if (s.foldedInto && !opts.keep.has(s.layer.name) && opts.override?.layer !== s.layer.name && s.layer.name !== this.splitActivationOf) continue;
+        const folded = s.foldFrom && !values.has(s.inputIds[0]) ? s.foldFrom : undefined;
+        const source = folded ?? s;
+        const ins = source.inputIds.map((id) => values.get(id));
         if (ins.some((t) => t === undefined)) continue;
         if (s.inner) {
           s.inner.inputIds.forEach((id, i) => {
@@ -359,11 +386,13 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
         const name = s.layer.name;
         let outs: tf.Tensor[];
         const isOverride = opts.override?.layer === name;
-        const isLive = isOverride || s.inputIds.some((id) => live.has(id));
+        const isLive = isOverride || source.inputIds.some((id) => live.has(id));
         if (isOverride) {
           outs = [opts.override!.value];
         } else if (!isLive && opts.reuse && s.outputIds.every((id) => opts.reuse!.has(id))) {
           outs = s.outputIds.map((id) => opts.reuse!.get(id)!);
+        } else if (folded) {
+          outs = [foldedCall(folded.layer, s.layer, ins[0]!)];
         } else if (name === this.splitActivationOf) {
           const pre = callLayer(s.layer, ins as tf.Tensor[], s.callArgs, true) as tf.Tensor;
           logits = pre;
@@ -430,6 +459,75 @@ function padAmounts(layer: LLayer): [number, number, number, number] | undefined
 
 const isRelu6 = (act: LLayer['activation']) => act?.getClassName() === 'relu6';
 
+const FOLDABLE = new Set(['Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'Dense']);
+
+/** A channels-last batch normalization: its axis is the last one of its input. */
+function isChannelsLastBn(layer: LLayer, rank: number): boolean {
+  if (layer.getClassName() !== 'BatchNormalization') return false;
+  const axis = Array.isArray(layer.axis) ? (layer.axis.length === 1 ? layer.axis[0] : NaN) : (layer.axis ?? -1);
+  return axis === -1 || axis === rank - 1;
+}
+
+/**
+ * Marks each BatchNormalization whose only input is a linear, channels-last convolution or dense
+ * layer that feeds nothing else, so the pair runs as one folded layer (foldedCall).
+ */
+function foldBatchNorms(graph: Graph): void {
+  const consumers = new Map<number, number>();
+  for (const s of graph.steps) for (const id of s.inputIds) consumers.set(id, (consumers.get(id) ?? 0) + 1);
+  for (const id of graph.outputIds) consumers.set(id, (consumers.get(id) ?? 0) + 1);
+  const producer = new Map<number, Step>();
+  for (const s of graph.steps) for (const id of s.outputIds) producer.set(id, s);
+  for (const bn of graph.steps) {
+    if (bn.inner || bn.inputIds.length !== 1) continue;
+    const conv = producer.get(bn.inputIds[0]);
+    if (!conv || conv.inner || conv.outputIds.length !== 1 || consumers.get(conv.outputIds[0]) !== 1) continue;
+    const cls = conv.layer.getClassName();
+    const shape = (Array.isArray(conv.layer.outputShape[0]) ? conv.layer.outputShape[0] : conv.layer.outputShape) as (number | null)[];
+    const linear = !conv.layer.activation || conv.layer.activation.getClassName() === 'linear';
+    if (!FOLDABLE.has(cls) || !linear || conv.layer.dataFormat === 'channelsFirst' || !isChannelsLastBn(bn.layer, shape.length)) continue;
+    if (cls === 'Conv2D' && !conv.layer.kernel) continue;
+    conv.foldedInto = bn;
+    bn.foldFrom = conv;
+  }
+}
+
+/** Inference batch normalization as scale and shift vectors [C]. */
+function bnAffine(bn: LLayer): { scale: tf.Tensor1D; shift: tf.Tensor1D } {
+  const mean = bn.movingMean!.read() as tf.Tensor1D;
+  let scale = tf.rsqrt(tf.add(bn.movingVariance!.read(), bn.epsilon ?? 1e-3)) as tf.Tensor1D;
+  if (bn.gamma) scale = tf.mul(scale, bn.gamma.read());
+  let shift = tf.neg(tf.mul(mean, scale)) as tf.Tensor1D;
+  if (bn.beta) shift = tf.add(shift, bn.beta.read());
+  return { scale, shift };
+}
+
+/** conv (or dense) then batch normalization, as one layer with folded weights. */
+function foldedCall(conv: LLayer, bn: LLayer, x: tf.Tensor): tf.Tensor {
+  const { scale, shift } = bnAffine(bn);
+  const cls = conv.getClassName();
+  const bias = conv.useBias !== false && conv.bias ? tf.add(tf.mul(conv.bias.read(), scale), shift) : shift;
+  const strides = pair(conv.strides, 1);
+  const padding = conv.padding === 'same' ? 'same' : 'valid';
+  const dilation = pair(conv.dilationRate, 1);
+  let y: tf.Tensor;
+  if (cls === 'Conv2D') {
+    y = groupedConv2d(x as tf.Tensor4D, tf.mul(conv.kernel!.read(), scale) as tf.Tensor4D, strides, padding, dilation, conv.groups ?? 1);
+  } else if (cls === 'DepthwiseConv2D') {
+    const k = conv.depthwiseKernel!.read() as tf.Tensor4D;
+    // tfjs-layers' DepthwiseConv2D ignores the dilation rate; so does this, to give the same values
+    y = tf.depthwiseConv2d(x as tf.Tensor4D, tf.mul(k, tf.reshape(scale, [1, 1, k.shape[2], k.shape[3]])) as tf.Tensor4D, strides, padding, 'NHWC');
+  } else if (cls === 'SeparableConv2D') {
+    y = tf.separableConv2d(x as tf.Tensor4D, conv.depthwiseKernel!.read() as tf.Tensor4D, tf.mul(conv.pointwiseKernel!.read(), scale) as tf.Tensor4D, strides, padding, dilation, 'NHWC');
+  } else {
+    const kernel = tf.mul(conv.kernel!.read(), scale) as tf.Tensor2D;
+    const flat = x.rank === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, x.shape[x.rank - 1]]) as tf.Tensor2D;
+    y = tf.matMul(flat, kernel);
+    if (x.rank !== 2) y = tf.reshape(y, [...x.shape.slice(0, -1), kernel.shape[1]]);
+  }
+  return tf.add(y, bias);
+}
+
 /** Applies a layer's activation; relu6 as the Relu6 op (see the class note). */
 function activate(act: NonNullable<LLayer['activation']>, y: tf.Tensor): tf.Tensor {
   return isRelu6(act) ? tf.relu6(y) : act.apply(y);
@@ -467,6 +565,10 @@ function callLayer(layer: LLayer, inputs: tf.Tensor[], callArgs: Record<string, 
   }
   if (!preActivation && inputs.length === 1 && ((cls === 'Activation' && isRelu6(layer.activation)) || (cls === 'ReLU' && layer.maxValue === 6))) {
     return tf.relu6(x);
+  }
+  if (!preActivation && inputs.length === 1 && layer.movingMean && isChannelsLastBn(layer, x.rank)) {
+    const { scale, shift } = bnAffine(layer);
+    return tf.add(tf.mul(x, scale), shift);
   }
   if (preActivation) throw new Error(`convlens: internal error: cannot split the activation of ${cls}`);
   return layer.call(inputs.length === 1 ? x : inputs, { ...callArgs, training: false });

@@ -13,6 +13,7 @@ import { findGraphOutput, resolveTensor, splitFusedOps, type GraphNodeDef } from
 import { classNamesFor, contrastWeight, defaultTarget, detectHead, headProbabilities, scoreMatrix, scoresFromOutputs } from '../../pipeline/model/head.ts';
 import { groupedConv2d, repairKerasModel } from '../../pipeline/model/keras-compat.ts';
 import { LayersAdapter } from '../../pipeline/model/layers-adapter.ts';
+import { classScore } from '../../pipeline/model/adapter.ts';
 import { maxAbsDiff } from '../helpers/finite-diff.ts';
 
 beforeAll(async () => {
@@ -227,5 +228,101 @@ describe('StridedSlice gradient', () => {
       tf.dispose([w, g, index]);
     }
     x.dispose();
+  });
+});
+
+describe('graph batch normalization', () => {
+  it('FusedBatchNormV3 runs as x * s + (offset - mean * s); its gradient is s, with no Tile', async () => {
+    const { mkdtemp, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { loadModel } = await import('../../pipeline/model/load.ts');
+    const dir = await mkdtemp(join(tmpdir(), 'convlens-bn-'));
+    const dims = (shape: number[]) => ({ dim: shape.map((d) => ({ size: String(d) })) });
+    const cst = (name: string, dtype: string, shape: number[]) => ({ name, op: 'Const', attr: { value: { tensor: { dtype, tensorShape: dims(shape) } }, dtype: { type: dtype } } });
+    const float = { type: 'DT_FLOAT' };
+    const node = [
+      { name: 'x', op: 'Placeholder', attr: { dtype: float, shape: { shape: dims([-1, 2, 2, 2]) } } },
+      cst('scale', 'DT_FLOAT', [2]), cst('offset', 'DT_FLOAT', [2]), cst('mean', 'DT_FLOAT', [2]), cst('var', 'DT_FLOAT', [2]), cst('axes', 'DT_INT32', [2]),
+      { name: 'bn', op: 'FusedBatchNormV3', input: ['x', 'scale', 'offset', 'mean', 'var'], attr: { T: float, U: float, epsilon: { f: 0.001 }, is_training: { b: false }, data_format: { s: b64('NHWC') } } },
+      { name: 'pool', op: 'Mean', input: ['bn', 'axes'], attr: { T: float, Tidx: { type: 'DT_INT32' }, keep_dims: { b: false } } },
+      { name: 'Identity', op: 'Identity', input: ['pool'], attr: { T: float } },
+    ];
+    const values = [[2, -0.5], [0.25, 1], [0.5, -1], [4, 0.25]];
+    const weights = ['scale', 'offset', 'mean', 'var'].map((name) => ({ name, shape: [2], dtype: 'float32' as const }));
+    await writeFile(join(dir, 'model.json'), JSON.stringify({
+      format: 'graph-model', modelTopology: { node, library: {}, versions: {} },
+      weightsManifest: [{ paths: ['w.bin'], weights: [...weights, { name: 'axes', shape: [2], dtype: 'int32' }] }],
+    }));
+    const bytes = [...values.map((v) => Buffer.from(new Float32Array(v).buffer)), Buffer.from(new Int32Array([1, 2]).buffer)];
+    await writeFile(join(dir, 'w.bin'), Buffer.concat(bytes));
+    const { adapter } = await loadModel(dir);
+    expect(adapter.layer('bn').type).toBe('ConvlensBatchNorm');
+    const xs = [0.5, -1, 2, 0, 1.5, 0.25, -0.75, 3];
+    const x = tf.tensor4d(xs, [1, 2, 2, 2]);
+    const s = [0, 1].map((c) => values[0][c] / Math.sqrt(values[3][c] + 0.001));
+    const want = [0, 1].map((c) => [0, 1, 2, 3].reduce((acc, p) => acc + xs[2 * p + c] * s[c] + values[1][c] - values[2][c] * s[c], 0) / 4);
+    const { logits } = adapter.forward(x);
+    expect(maxAbsDiff(logits.dataSync(), want)).toBeLessThan(1e-5);
+    const w = tf.tensor2d([[1, 0]]);
+    const prof = await tf.profile(() => {
+      const g = adapter.gradient(x, classScore(w), 'input');
+      expect(maxAbsDiff(g.grad.dataSync(), xs.map((_, i) => (i % 2 === 0 ? s[0] / 4 : 0)))).toBeLessThan(1e-6);
+      tf.dispose([g.grad, g.value, g.logits]);
+    });
+    expect(prof.kernelNames).not.toContain('Tile');
+    tf.dispose([x, logits, w]);
+    adapter.dispose();
+  });
+});
+
+describe('LayersModel batch normalization', () => {
+  /** conv (3x3, bias) -> BN -> relu -> depthwise -> BN -> GAP -> dense; BN statistics far from their defaults. */
+  function bnModel() {
+    const input = tf.input({ shape: [6, 6, 2] });
+    const seeded = (seed: number) => tf.initializers.randomNormal({ seed });
+    const c1 = tf.layers.conv2d({ filters: 3, kernelSize: 3, padding: 'same', name: 'c1', kernelInitializer: seeded(1), biasInitializer: seeded(2) }).apply(input) as tf.SymbolicTensor;
+    const bn1 = tf.layers.batchNormalization({ name: 'bn1', epsilon: 0.01 }).apply(c1) as tf.SymbolicTensor;
+    const r1 = tf.layers.reLU({ name: 'r1' }).apply(bn1) as tf.SymbolicTensor;
+    const d1 = tf.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'valid', name: 'd1', depthwiseInitializer: seeded(3) }).apply(r1) as tf.SymbolicTensor;
+    const bn2 = tf.layers.batchNormalization({ name: 'bn2' }).apply(d1) as tf.SymbolicTensor;
+    const gap = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(bn2) as tf.SymbolicTensor;
+    const out = tf.layers.dense({ units: 2, name: 'out', kernelInitializer: seeded(4) }).apply(gap) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: input, outputs: out });
+    for (const [name, c] of [['bn1', 3], ['bn2', 6]] as const) {
+      const layer = model.getLayer(name);
+      layer.setWeights([tf.randomUniform([c], 0.5, 2, 'float32', 5), tf.randomNormal([c], 0, 1, 'float32', 6), tf.randomNormal([c], 0, 1, 'float32', 7), tf.randomUniform([c], 0.2, 3, 'float32', 8)]);
+    }
+    return model;
+  }
+
+  it('folded into the convolutions: the same outputs as tfjs, the convolution still available by name, no Tile in the gradient', async () => {
+    const model = bnModel();
+    const adapter = new LayersAdapter(model);
+    const x = tf.randomNormal([2, 6, 6, 2], 0, 1, 'float32', 9) as tf.Tensor4D;
+    const p = model.predict(x) as tf.Tensor;
+    const { logits, activations } = adapter.forward(x, ['c1', 'bn1', 'd1']);
+    expect(maxAbsDiff(logits.dataSync(), p.dataSync())).toBeLessThan(1e-5);
+    // each asked-for layer is what tfjs-layers computes for it
+    const sub = tf.model({ inputs: model.inputs, outputs: ['c1', 'bn1', 'd1'].map((n) => model.getLayer(n).output as tf.SymbolicTensor) });
+    const ref = sub.predict(x) as tf.Tensor[];
+    ['c1', 'bn1', 'd1'].forEach((n, i) => expect(maxAbsDiff(activations.get(n)!.dataSync(), ref[i].dataSync()), n).toBeLessThan(1e-5));
+    const w = tf.tensor2d([[1, 0], [0, 1]]);
+    const prof = await tf.profile(() => {
+      const g = adapter.gradient(x, classScore(w), 'input');
+      tf.dispose([g.grad, g.value, g.logits]);
+    });
+    expect(prof.kernelNames).not.toContain('Tile');
+    expect(prof.kernelNames).not.toContain('FusedBatchNorm');
+    // the gradient w.r.t. the folded convolution: through bn1 and what follows, by central differences along a direction
+    const g = adapter.gradient(x, classScore(w), 'c1');
+    const u = tf.randomNormal(g.value.shape, 0, 1, 'float32', 10);
+    const tail = (a: tf.Tensor) => ['bn1', 'r1', 'd1', 'bn2', 'gap', 'out'].reduce((t, n) => model.getLayer(n).apply(t, { training: false }) as tf.Tensor, a);
+    const f = (a: tf.Tensor) => tf.tidy(() => tf.sum(tf.mul(tail(a), w)).dataSync()[0]);
+    const eps = 1e-2;
+    const fd = (f(tf.add(g.value, tf.mul(u, eps))) - f(tf.sub(g.value, tf.mul(u, eps)))) / (2 * eps);
+    expect(tf.sum(tf.mul(g.grad, u)).dataSync()[0]).toBeCloseTo(fd, 3);
+    tf.dispose([x, p, logits, ...activations.values(), ...ref, w, g.grad, g.value, g.logits, u]);
+    adapter.dispose();
   });
 });
