@@ -37,7 +37,7 @@ export async function initBackend(choice: BackendChoice, logger: Logger): Promis
   const failures: string[] = [];
   for (const name of order) {
     try {
-      const info = await load(name);
+      const info = await load(name, logger);
       active = info;
       logger.info(`backend: ${name}${choice === 'auto' ? ' (auto)' : ''}, tfjs ${info.tfjsVersion}`);
       return info;
@@ -70,13 +70,14 @@ function backendError(name: ConcreteBackend, why: string): ConvlensError {
   });
 }
 
-async function load(name: ConcreteBackend): Promise<BackendInfo> {
+async function load(name: ConcreteBackend, logger: Logger): Promise<BackendInfo> {
   if (name === 'tensorflow-gpu' || name === 'tensorflow') {
     await import(NATIVE_PACKAGE[name]);
     if (!(await tf.setBackend('tensorflow'))) throw new Error('the tensorflow backend did not initialise');
   } else if (name === 'wasm') {
     await import('@tensorflow/tfjs-backend-wasm');
     if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+    bridgeLogger = logger;
     bridgeCpuKernelsToWasm();
     installFastConvGradients();
   } else {
@@ -142,6 +143,22 @@ function maxPoolGradWasm({ inputs, attrs, backend }: { inputs: tf.NamedTensorInf
   return wasm.makeOutput(input.shape, 'float32', undefined, dx);
 }
 
+/** Bridged cpu kernels that have run in this process (each is logged once at debug level). */
+const bridgedUsed = new Set<string>();
+/** The logger of the latest initBackend('wasm'). */
+let bridgeLogger: Logger | undefined;
+
+export function bridgedKernelsUsed(): ReadonlySet<string> {
+  return bridgedUsed;
+}
+
+/** Kernels wasm runs through the cpu backend (empty until the wasm backend is first chosen). */
+const bridgedNames = new Set<string>();
+
+export function bridgedKernels(): ReadonlySet<string> {
+  return bridgedNames;
+}
+
 function bridgeCpuKernelsToWasm(): void {
   if (bridged) return;
   bridged = true;
@@ -159,10 +176,15 @@ function bridgeCpuKernelsToWasm(): void {
   for (const kernel of tf.getKernelsForBackend('cpu')) {
     if (wasmNames.has(kernel.kernelName)) continue;
     const cpuFunc = kernel.kernelFunc;
+    bridgedNames.add(kernel.kernelName);
     tf.registerKernel({
       kernelName: kernel.kernelName,
       backendName: 'wasm',
       kernelFunc: ({ inputs, attrs, backend }) => {
+        if (!bridgedUsed.has(kernel.kernelName)) {
+          bridgedUsed.add(kernel.kernelName);
+          bridgeLogger?.debug(`wasm has no ${kernel.kernelName} kernel: running the cpu backend's (slower; inputs copied out of the wasm heap and back)`);
+        }
         const wasm = backend as unknown as WasmLike;
         const cpu = cpuBackend as unknown as WasmLike;
         const cpuInputs: Record<string, tf.TensorInfo> = {};

@@ -13,7 +13,8 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../../pipeline/backend.ts';
+import { bridgedKernels, initBackend } from '../../pipeline/backend.ts';
+import { withReluRule } from '../../pipeline/model/relu-rules.ts';
 import { ConvlensError } from '../../pipeline/errors.ts';
 import { silentLogger } from '../../pipeline/logger.ts';
 import { unmetNeed } from '../../pipeline/methods/needs.ts';
@@ -175,6 +176,25 @@ describe.skipIf(!haveZoo)('converted models of common architectures', () => {
         tf.dispose([g.grad, g.value, g.logits, weights]);
       });
 
+      it('runs no bridged cpu kernel in its gradients (input and last spatial layer, every ReLU rule)', async () => {
+        const adapter = loaded.get(key)!;
+        const { x } = refs.get(key)!;
+        const w = tf.tidy(() => tf.oneHot(tf.tensor1d(targets.get(c.arch)!, 'int32'), adapter.numClasses).toFloat() as tf.Tensor2D);
+        const used = new Set<string>();
+        for (const rule of ['standard', 'guided', 'deconvnet'] as const) {
+          for (const wrt of ['input', adapter.lastSpatialLayer().name]) {
+            const prof = await withReluRule(rule, () => tf.profile(() => {
+              const g = adapter.gradient(x, classScore(w), wrt);
+              tf.dispose([g.grad, g.value, g.logits]);
+            }));
+            prof.kernelNames.forEach((k) => used.add(k));
+          }
+        }
+        w.dispose();
+        expect(bridgedKernels().size).toBeGreaterThan(0);
+        expect([...used].filter((k) => bridgedKernels().has(k))).toEqual([]);
+      });
+
       it('gradients at the last spatial layer agree with central differences (chain rule through that layer)', () => {
         const adapter = loaded.get(key)!;
         const { x } = refs.get(key)!;
@@ -254,4 +274,28 @@ describe.skipIf(!haveZoo)('converted models of common architectures', () => {
       }
     });
   }
+});
+
+const DARKNET = resolve(import.meta.dirname, '../../../shared/fixtures/darknet-tiny');
+
+describe.skipIf(!existsSync(resolve(DARKNET, 'model.json')))('Darknet Tiny', () => {
+  it('runs no bridged cpu kernel and no Tile in its input and layer gradients, with every ReLU rule', async () => {
+    await initBackend('wasm', silentLogger);
+    const { adapter } = await loadModel(DARKNET);
+    const x = tf.randomUniform([2, 224, 224, 3], 0, 1, 'float32', 4) as tf.Tensor4D;
+    const w = tf.tidy(() => tf.oneHot(tf.tensor1d([285, 967], 'int32'), adapter.numClasses).toFloat() as tf.Tensor2D);
+    const used = new Set<string>();
+    for (const rule of ['standard', 'guided', 'deconvnet'] as const) {
+      for (const wrt of ['input', adapter.lastSpatialLayer().name]) {
+        const prof = await withReluRule(rule, () => tf.profile(() => {
+          const g = adapter.gradient(x, classScore(w), wrt);
+          tf.dispose([g.grad, g.value, g.logits]);
+        }));
+        prof.kernelNames.forEach((k) => used.add(k));
+      }
+    }
+    expect([...used].filter((k) => bridgedKernels().has(k) || k === 'Tile')).toEqual([]);
+    tf.dispose([x, w]);
+    adapter.dispose();
+  }, 120_000);
 });

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { activeBackend, initBackend } from '../../pipeline/backend.ts';
+import { activeBackend, bridgedKernelsUsed, initBackend } from '../../pipeline/backend.ts';
 import { ConvlensError } from '../../pipeline/errors.ts';
 import { MemoryLogger, silentLogger } from '../../pipeline/logger.ts';
 import { maxAbsDiff } from '../helpers/finite-diff.ts';
@@ -153,5 +153,16 @@ describe('initBackend', () => {
     expect(tf.getBackend()).toBe('cpu');
     expect(log.records).toEqual([{ level: 'info', msg: `backend: cpu, tfjs ${tf.version.tfjs}` }]);
     // afterEach restores wasm
+  });
+
+  it('names a bridged kernel the first time it runs, at debug level (what --debug prints)', async () => {
+    const log = new MemoryLogger();
+    await initBackend('wasm', log);
+    expect(bridgedKernelsUsed().has('UnsortedSegmentSum')).toBe(false);
+    tf.tidy(() => tf.unsortedSegmentSum(tf.tensor1d([1, 2, 3]), tf.tensor1d([0, 1, 0], 'int32'), 2).dataSync());
+    tf.tidy(() => tf.unsortedSegmentSum(tf.tensor1d([1, 2, 3]), tf.tensor1d([0, 1, 0], 'int32'), 2).dataSync());
+    expect(bridgedKernelsUsed().has('UnsortedSegmentSum')).toBe(true);
+    const lines = log.records.filter((r) => r.level === 'debug' && r.msg.includes('UnsortedSegmentSum'));
+    expect(lines).toEqual([{ level: 'debug', msg: "wasm has no UnsortedSegmentSum kernel: running the cpu backend's (slower; inputs copied out of the wasm heap and back)" }]);
   });
 });
