@@ -107,12 +107,20 @@ function maxPoolGradWasm({ inputs, attrs, backend }: { inputs: tf.NamedTensorInf
   const { dy, input } = inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
   const a = (attrs ?? {}) as { filterSize: [number, number] | number; strides: [number, number] | number; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
   const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
-  const x = wasm.readSync(input.dataId) as Float32Array;
-  const g = wasm.readSync(dy.dataId) as Float32Array;
-  const dx = new Float32Array(x.length);
+  // views into the wasm heap, taken after the output is allocated (allocation may grow the heap)
+  const out = wasm.makeOutput(input.shape, 'float32');
+  const x = wasm.typedArrayFromHeap(input) as Float32Array;
+  const g = wasm.typedArrayFromHeap(dy) as Float32Array;
+  const dx = wasm.typedArrayFromHeap(out) as Float32Array;
+  dx.fill(0);
   const { batchSize, inHeight, inWidth, inChannels: C, outHeight, outWidth, strideHeight, strideWidth, effectiveFilterHeight, effectiveFilterWidth, dilationHeight, dilationWidth } = info;
   const top = info.padInfo.top;
   const left = info.padInfo.left;
+  if (effectiveFilterHeight === 2 && effectiveFilterWidth === 2 && strideHeight === 2 && strideWidth === 2 && top === 0 && left === 0
+    && outHeight * 2 <= inHeight && outWidth * 2 <= inWidth) {
+    maxPoolGrad2x2(x, g, dx, batchSize, inHeight, inWidth, C, outHeight, outWidth);
+    return out;
+  }
   for (let b = 0; b < batchSize; b++) {
     const xb = b * inHeight * inWidth * C;
     for (let yR = 0; yR < outHeight; yR++) {
@@ -140,7 +148,7 @@ function maxPoolGradWasm({ inputs, attrs, backend }: { inputs: tf.NamedTensorInf
       }
     }
   }
-  return wasm.makeOutput(input.shape, 'float32', undefined, dx);
+  return out;
 }
 
 /** Bridged cpu kernels that have run in this process (each is logged once at debug level). */
@@ -157,6 +165,36 @@ const bridgedNames = new Set<string>();
 
 export function bridgedKernels(): ReadonlySet<string> {
   return bridgedNames;
+}
+
+/**
+ * maxPoolGradWasm for the common 2x2 window, stride 2, windows inside the input: the same
+ * argmax rule (first strictly largest in row-major window order), unrolled.
+ */
+function maxPoolGrad2x2(x: Float32Array, g: Float32Array, dx: Float32Array, n: number, H: number, W: number, C: number, oh: number, ow: number): void {
+  const row = W * C;
+  for (let b = 0; b < n; b++) {
+    const xb = b * H * row;
+    for (let yR = 0; yR < oh; yR++) {
+      for (let yC = 0; yC < ow; yC++) {
+        const i00 = xb + 2 * yR * row + 2 * yC * C;
+        const gOff = ((b * oh + yR) * ow + yC) * C;
+        for (let d = 0; d < C; d++) {
+          const a = i00 + d;
+          const bb = a + C;
+          const c = a + row;
+          const e = c + C;
+          let best = Number.NEGATIVE_INFINITY;
+          let at = -1;
+          if (x[a] > best) { best = x[a]; at = a; }
+          if (x[bb] > best) { best = x[bb]; at = bb; }
+          if (x[c] > best) { best = x[c]; at = c; }
+          if (x[e] > best) at = e;
+          if (at >= 0) dx[at] += g[gOff + d];
+        }
+      }
+    }
+  }
 }
 
 function bridgeCpuKernelsToWasm(): void {
@@ -214,4 +252,6 @@ interface WasmLike {
   readSync(dataId: object): tf.backend_util.BackendValues;
   disposeData(dataId: object, force?: boolean): boolean;
   makeOutput(shape: number[], dtype: tf.DataType, memoryOffset?: number, values?: unknown): tf.TensorInfo;
+  /** A view (no copy) of a tensor's data in the wasm heap. */
+  typedArrayFromHeap(t: tf.TensorInfo): tf.backend_util.TypedArray;
 }

@@ -72,7 +72,7 @@ export const ConfigSchema = z.strictObject({
     batchSize: z.number().int().positive().default(DEFAULTS.compute.batchSize)
       .describe('Images per forward pass; backward passes use micro-batches within the wasm heap'),
     workers: z.union([z.literal('auto'), z.number().int().min(0).max(64)]).default(DEFAULTS.compute.workers)
-      .describe('Worker threads for the metrics\' forward passes on the wasm and cpu backends, each with its own tfjs and copy of the model ("auto": one per core beyond the first, at most 7; 0: main thread only)'),
+      .describe('Worker threads on the wasm and cpu backends, each with its own tfjs and copy of the model, beside the main thread: per-sample methods, dataset passes and the metrics\' curves ("auto": one per core beyond the first, at most 7; 0: main thread only). Results do not depend on it'),
   }).prefault({}),
   output: z.strictObject({
     dir: z.string().min(1).default(DEFAULTS.output.dir).describe('Folder for releases/<release>/ and site/ (relative to this file)'),

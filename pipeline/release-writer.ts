@@ -12,13 +12,78 @@ export function slug(s: string): string {
 }
 
 type ArtifactMeta = Omit<Artifact, 'path' | 'kind' | 'raw' | 'width' | 'height' | 'files'>;
+type Picture = { pixels: Uint8Array; width: number; height: number; channels: 1 | 3 };
+type RawMap = { data: Float32Array; shape: number[] };
+
+/** What methods write through (MethodContext.out): a release, or a capture sent back from a worker. */
+export interface ArtifactSink {
+  image(dir: string, name: string, meta: ArtifactMeta, img: Picture, raw?: RawMap): Promise<Artifact>;
+  data(dir: string, name: string, meta: ArtifactMeta, value: unknown, files?: string[]): Promise<Artifact>;
+  file(path: string, bytes: Uint8Array): Promise<string>;
+}
+
+/** A picture already encoded in the release's image format. */
+type Encoded = { bytes: Uint8Array; width: number; height: number };
+
+/** One recorded write of a CaptureSink (plain data: it crosses worker threads). */
+export type SinkOp =
+  | { kind: 'image'; dir: string; name: string; meta: ArtifactMeta; img: Picture; raw?: RawMap }
+  | { kind: 'encoded'; dir: string; name: string; meta: ArtifactMeta; img: Encoded; raw?: RawMap }
+  | { kind: 'data'; dir: string; name: string; meta: ArtifactMeta; value: unknown; files?: string[] }
+  | { kind: 'file'; path: string; bytes: Uint8Array };
+
+/**
+ * Records what a method writes instead of writing it: the arrays a method computed, and, given
+ * the release's image format, its pictures already encoded (so a worker does that work too).
+ * `replay` writes them, in the order they were made, into a real sink, so a method run on a
+ * worker (or on a part of the samples) ends up in the release exactly as if run in place.
+ * The artifacts it returns are provisional (paths are given by the real sink).
+ */
+export class CaptureSink implements ArtifactSink {
+  readonly ops: SinkOp[] = [];
+
+  constructor(private readonly imageFormat?: 'png' | 'webp') {}
+
+  async image(dir: string, name: string, meta: ArtifactMeta, img: Picture, raw?: RawMap): Promise<Artifact> {
+    const extra = raw ? { raw } : {};
+    if (this.imageFormat) {
+      const bytes = await encodeImage(img.pixels, img.width, img.height, img.channels, this.imageFormat);
+      this.ops.push({ kind: 'encoded', dir, name, meta, img: { bytes, width: img.width, height: img.height }, ...extra });
+    } else {
+      this.ops.push({ kind: 'image', dir, name, meta, img, ...extra });
+    }
+    return { ...meta, kind: 'image', path: `${dir}/${slug(name)}`, width: img.width, height: img.height };
+  }
+
+  async data(dir: string, name: string, meta: ArtifactMeta, value: unknown, files?: string[]): Promise<Artifact> {
+    this.ops.push({ kind: 'data', dir, name, meta, value, ...(files ? { files } : {}) });
+    return { ...meta, kind: 'data', path: `${dir}/${slug(name)}.json` };
+  }
+
+  async file(path: string, bytes: Uint8Array): Promise<string> {
+    this.ops.push({ kind: 'file', path, bytes });
+    return path;
+  }
+}
+
+/** Writes recorded ops into `sink`, in order. */
+export async function replay(ops: readonly SinkOp[], sink: ArtifactSink): Promise<void> {
+  for (const op of ops) {
+    if (op.kind === 'image') await sink.image(op.dir, op.name, op.meta, op.img, op.raw);
+    else if (op.kind === 'encoded') {
+      if (!(sink instanceof ReleaseWriter)) throw new Error('convlens: internal error: encoded pictures replay into a release only');
+      await sink.encodedImage(op.dir, op.name, op.meta, op.img, op.raw);
+    } else if (op.kind === 'data') await sink.data(op.dir, op.name, op.meta, op.value, op.files);
+    else await sink.file(op.path, op.bytes);
+  }
+}
 
 /**
  * Writes one release. Everything goes to a staging folder beside the release; `commit` writes
  * the manifest last and swaps the folder in, so a failed run leaves the previous release whole
  * and never a half-written one.
  */
-export class ReleaseWriter {
+export class ReleaseWriter implements ArtifactSink {
   readonly artifacts: Artifact[] = [];
   readonly staging: string;
   private readonly ids = new Set<string>();
@@ -33,10 +98,16 @@ export class ReleaseWriter {
   }
 
   /** Writes a picture and registers it; `raw` also saves the float map as .npy beside it. */
-  async image(dir: string, name: string, meta: ArtifactMeta, img: { pixels: Uint8Array; width: number; height: number; channels: 1 | 3 }, raw?: { data: Float32Array; shape: number[] }): Promise<Artifact> {
+  async image(dir: string, name: string, meta: ArtifactMeta, img: Picture, raw?: RawMap): Promise<Artifact> {
+    const bytes = await encodeImage(img.pixels, img.width, img.height, img.channels, this.imageFormat);
+    return this.encodedImage(dir, name, meta, { bytes, width: img.width, height: img.height }, raw);
+  }
+
+  /** As `image`, for a picture already encoded in this release's image format. */
+  async encodedImage(dir: string, name: string, meta: ArtifactMeta, img: Encoded, raw?: RawMap): Promise<Artifact> {
     const stem = this.claim(`${dir}/${slug(name)}`, raw ? [this.imageFormat, 'npy'] : [this.imageFormat]);
     const path = `${stem}.${this.imageFormat}`;
-    await writeFileAtomic(join(this.staging, path), await encodeImage(img.pixels, img.width, img.height, img.channels, this.imageFormat));
+    await writeFileAtomic(join(this.staging, path), img.bytes);
     const artifact: Artifact = { ...meta, kind: 'image', path, width: img.width, height: img.height };
     if (raw) {
       const rawPath = `${stem}.npy`;

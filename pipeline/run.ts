@@ -12,13 +12,15 @@ import { METHOD_IDS, METHODS } from './methods/registry.ts';
 import { unmetNeed } from './methods/needs.ts';
 import { metricsProblems } from './metrics/options.ts';
 import { runMetrics } from './metrics/run-metrics.ts';
-import type { DatasetAccess, MethodDef, SampleItem } from './methods/types.ts';
+import type { DatasetAccess, MethodContext, MethodDef, SampleItem } from './methods/types.ts';
 import type { ModelAdapter } from './model/adapter.ts';
 import { classNamesFor, defaultTarget, describeHead } from './model/head.ts';
-import { ForwardPool } from './compute/forward-pool.ts';
+import { WorkerPool } from './compute/worker-pool.ts';
+import { runMethodTask, type MethodTask } from './compute/method-task.ts';
+import { shareWork } from './compute/share.ts';
 import { loadModel } from './model/load.ts';
 import { encodeImage } from './render.ts';
-import { ReleaseWriter } from './release-writer.ts';
+import { ReleaseWriter, replay } from './release-writer.ts';
 import { renderSummaries } from './summary.ts';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -153,7 +155,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
       const [h, w] = pre.size;
       const path = await writer.file(`samples/${ref.id}.png`, await encodeImage(batch.display[i], w, h, 3, 'png'));
       samples.push({ id: ref.id, source: ref.source, path, predictions, ...(ref.label === undefined ? {} : { label: ref.label, labelName: classes[ref.label] }) });
-      items.push({ id: ref.id, source: ref.source, label: ref.label, display: batch.display[i], target: defaultTarget(model.head, probs[i]) });
+      items.push({ index: i, id: ref.id, source: ref.source, label: ref.label, display: batch.display[i], target: defaultTarget(model.head, probs[i]) });
     }
 
     const ctx = {
@@ -167,24 +169,23 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
       logger,
       settings: { colormap: config.output.colormap, batchSize: config.compute.batchSize, channelOrder: config.input.channelOrder },
     };
-    for (const { def, opts: mopts } of methods) {
-      const before = writer.artifacts.length;
-      const t0 = performance.now();
-      const tensorsBefore = tf.memory().numTensors;
-      await def.run(ctx, mopts);
-      const leaked = tf.memory().numTensors - tensorsBefore;
-      if (leaked > 0) logger.debug(`${def.id}: ${leaked} tensors not released`);
-      const made = writer.artifacts.length - before;
-      logger.info(`${def.id}: ${made} artifact${made === 1 ? '' : 's'} in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
-      timings.push({ stage: def.id, ms: Math.round(performance.now() - t0), count: made });
-    }
-
-    const curvesWanted = config.metrics.enabled && (config.metrics.deletion.enabled || config.metrics.insertion.enabled);
     // wasm and cpu run one thread per tfjs instance; libtensorflow (tfjs-node) already uses every core
     const oneThread = prep.backend.name === 'wasm' || prep.backend.name === 'cpu';
-    const workers = !oneThread ? 0 : config.compute.workers === 'auto' ? ForwardPool.defaultSize() : config.compute.workers;
-    const pool = curvesWanted ? await ForwardPool.start({ modelPath: prep.modelPath, backend: prep.backend.name }, workers, logger, config.compute.workers !== 'auto') : undefined;
+    const workers = !oneThread ? 0 : config.compute.workers === 'auto' ? WorkerPool.defaultSize() : config.compute.workers;
+    const pool = await WorkerPool.start({ modelPath: prep.modelPath, backend: prep.backend.name }, workers, logger, config.compute.workers !== 'auto');
     try {
+      for (const { def, opts: mopts } of methods) {
+        const before = writer.artifacts.length;
+        const t0 = performance.now();
+        const tensorsBefore = tf.memory().numTensors;
+        if (def.perSample) await runPerSample(def, mopts, { ...ctx, pool });
+        else await def.run({ ...ctx, pool }, mopts);
+        const leaked = tf.memory().numTensors - tensorsBefore;
+        if (leaked > 0) logger.debug(`${def.id}: ${leaked} tensors not released`);
+        const made = writer.artifacts.length - before;
+        logger.info(`${def.id}: ${made} artifact${made === 1 ? '' : 's'} in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+        timings.push({ stage: def.id, ms: Math.round(performance.now() - t0), count: made });
+      }
       await timed('metrics', () => runMetrics({ ...ctx, pool }, { methods, refs: sampleRefs }, config.metrics));
     } finally {
       await pool?.close();
@@ -245,6 +246,30 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
   } finally {
     input?.dispose();
     model.dispose();
+  }
+}
+
+/**
+ * A per-sample method (MethodDef.perSample), one sample at a time on the worker pool and the main
+ * thread together; the artifacts go into the release in sample order, so the release does not
+ * depend on the number of workers.
+ */
+async function runPerSample(def: MethodDef, opts: Record<string, unknown>, ctx: MethodContext & { out: ReleaseWriter }): Promise<void> {
+  const [n, h, w, c] = ctx.input.shape;
+  const per = h * w * c;
+  const all = ctx.input.dataSync() as Float32Array;
+  const tasks: MethodTask[] = ctx.samples.map((s, i) => ({
+    method: def.id, opts, samples: [s], input: all.slice(i * per, (i + 1) * per), shape: [1, h, w, c],
+    classes: ctx.classes, preprocessing: ctx.preprocessing, settings: ctx.settings, imageFormat: ctx.out.imageFormat,
+  }));
+  const bar = ctx.logger.progress(def.id, n);
+  const results = await shareWork(tasks, ctx.pool, (t) => runMethodTask(ctx.model, t), (pool, t) => pool.method(t), () => bar.tick());
+  bar.done();
+  const said = new Set<string>();
+  for (const r of results) {
+    // a method's warning is usually about the model, not the sample: say it once
+    for (const line of r.logs) if (!said.has(line.msg)) { said.add(line.msg); ctx.logger[line.level](line.msg); }
+    await replay(r.ops, ctx.out);
   }
 }
 

@@ -29,6 +29,7 @@ export const activations = defineMethod({
   title: 'Activation maps',
   paper: 'Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks; Yosinski et al. 2015, Understanding Neural Networks Through Deep Visualization',
   needs: { spatialLayer: true },
+  perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),
     layers: z.array(z.string()).min(1).optional()

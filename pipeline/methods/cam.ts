@@ -41,6 +41,7 @@ export const cam = defineMethod({
   title: 'CAM',
   paper: 'Zhou et al. 2016, Learning Deep Features for Discriminative Localization',
   needs: { gapHead: true },
+  perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),
     target: targetOption,

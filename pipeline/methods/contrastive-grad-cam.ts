@@ -30,6 +30,7 @@ export const contrastiveGradCam = defineMethod({
   title: 'Contrastive Grad-CAM',
   paper: 'Prabhushankar et al. 2020, Contrastive Explanations in Neural Networks',
   needs: { gradients: true, spatialLayer: true },
+  perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),
     layer: z.string().optional().describe('Layer to explain (default: the last layer with a spatial output)'),

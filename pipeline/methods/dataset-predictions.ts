@@ -1,6 +1,6 @@
-import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { z } from 'zod';
+import { forwardPass } from '../compute/dataset-pass.ts';
 import { loadImages, type ImageRef } from '../data.ts';
 import { slug } from '../release-writer.ts';
 import { defineMethod } from './types.ts';
@@ -69,11 +69,8 @@ export const datasetPredictions = defineMethod({
     let labelHits = 0;
     let predictedLabels = 0;
     const bar = ctx.logger.progress('dataset-predictions', n);
-    for await (const batch of dataset.batches()) {
-      const probs = tf.tidy(() => ctx.model.probabilities(batch.input));
-      const values = (await probs.data()) as Float32Array;
-      probs.dispose();
-      batch.input.dispose();
+    for await (const batch of forwardPass(ctx, [])) {
+      const values = batch.probs;
       batch.refs.forEach((ref, j) => {
         const row = values.subarray(j * classes, (j + 1) * classes);
         let pred = 0;

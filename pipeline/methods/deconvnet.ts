@@ -20,6 +20,7 @@ export const deconvnet = defineMethod({
   title: 'Deconvnet',
   paper: 'Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks',
   needs: { gradients: true },
+  perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),
     target: targetOption,

@@ -1,5 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
-import { headProbabilities } from '../model/head.ts';
+import { forwardPass } from '../compute/dataset-pass.ts';
 import sharp from 'sharp';
 import { z } from 'zod';
 import { exactKnn, knnLabelAgreement, knnOverlap } from '../embedding/knn.ts';
@@ -176,28 +175,12 @@ async function datasetFeatures(ctx: MethodContext, layer: string, thumbSize: num
   const confidences = new Float64Array(n);
   const thumbs: string[] = new Array(n);
   const bar = ctx.logger.progress('embedding features', n);
-  for await (const b of ctx.dataset!.batches(ctx.settings.batchSize)) {
-    let fData: Float32Array;
-    let pData: Float32Array;
-    const [, h, w] = b.input.shape;
-    try {
-      const { logits, activations } = ctx.model.forward(b.input, [layer]);
-      const act = activations.get(layer)!;
-      const [f, p] = tf.tidy(() => [
-        act.rank === 4 ? tf.mean(act, [1, 2]) : tf.reshape(act, [act.shape[0], -1]),
-        headProbabilities(ctx.model.head, logits),
-      ]);
-      pooled = act.rank === 4;
-      tf.dispose([logits, act]);
-      try {
-        fData = (await f.data()) as Float32Array;
-        pData = (await p.data()) as Float32Array;
-      } finally {
-        tf.dispose([f, p]);
-      }
-    } finally {
-      b.input.dispose();
-    }
+  const [h, w] = ctx.preprocessing.size;
+  for await (const b of forwardPass(ctx, [layer], ctx.settings.batchSize)) {
+    const act = b.activations[0];
+    pooled = act.shape.length === 4;
+    const fData = pooled ? spatialMean(act.data, act.shape) : act.data;
+    const pData = b.probs;
     const m = b.refs.length;
     const d = fData.length / m;
     if (dims === 0) {
@@ -227,6 +210,22 @@ async function datasetFeatures(ctx: MethodContext, layer: string, thumbSize: num
     labelNames: refs.map((r) => r.labelName ?? null),
     predictions, confidences, thumbs,
   };
+}
+
+/** The mean over height and width of activations [n, h, w, c], as [n, c] (float64 sums). */
+function spatialMean(data: Float32Array, shape: readonly number[]): Float32Array {
+  const [n, h, w, c] = shape;
+  const out = new Float32Array(n * c);
+  const sums = new Float64Array(c);
+  for (let i = 0; i < n; i++) {
+    sums.fill(0);
+    for (let p = 0; p < h * w; p++) {
+      const at = (i * h * w + p) * c;
+      for (let k = 0; k < c; k++) sums[k] += data[at + k];
+    }
+    for (let k = 0; k < c; k++) out[i * c + k] = sums[k] / (h * w);
+  }
+  return out;
 }
 
 /** PNG of an RGB display image, downscaled (bicubic, aspect kept) to at most `maxSide` pixels per side. */

@@ -31,6 +31,7 @@ export const gradCamPlusPlus = defineMethod({
   title: 'Grad-CAM++',
   paper: 'Chattopadhay et al. 2018, Grad-CAM++: Improved Visual Explanations for Deep Convolutional Networks',
   needs: { gradients: true, spatialLayer: true },
+  perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),
     layer: z.string().optional().describe('Layer to explain (default: the last layer with a spatial output)'),

@@ -21,6 +21,7 @@ export const gradCam = defineMethod({
   title: 'Grad-CAM',
   paper: 'Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization',
   needs: { gradients: true, spatialLayer: true },
+  perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),
     layer: z.string().optional().describe('Layer to explain (default: the last layer with a spatial output)'),

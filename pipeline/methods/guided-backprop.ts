@@ -19,6 +19,7 @@ export const guidedBackprop = defineMethod({
   title: 'Guided backpropagation',
   paper: 'Springenberg et al. 2015, Striving for Simplicity: The All Convolutional Net',
   needs: { gradients: true },
+  perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),
     target: targetOption,

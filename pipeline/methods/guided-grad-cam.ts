@@ -29,6 +29,7 @@ export const guidedGradCam = defineMethod({
   title: 'Guided Grad-CAM',
   paper: 'Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization',
   needs: { gradients: true, spatialLayer: true },
+  perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),
     layer: z.string().optional().describe('Layer of the Grad-CAM factor (default: the last layer with a spatial output)'),

@@ -35,6 +35,7 @@ export const integratedGradients = defineMethod({
   title: 'Integrated gradients',
   paper: 'Sundararajan, Taly & Yan 2017, Axiomatic Attribution for Deep Networks',
   needs: { gradients: true },
+  perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),
     target: targetOption,

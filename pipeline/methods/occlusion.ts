@@ -33,6 +33,7 @@ export const occlusion = defineMethod({
   title: 'Occlusion sensitivity',
   paper: 'Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks',
   needs: {},
+  perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),
     size: pairOption.optional().describe('Patch [height, width] (or one number) in input pixels (default: 1/8 of the input, rounded)'),

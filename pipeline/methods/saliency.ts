@@ -21,6 +21,7 @@ export const saliency = defineMethod({
   title: 'Saliency',
   paper: 'Simonyan, Vedaldi & Zisserman 2014, Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps',
   needs: { gradients: true },
+  perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),
     target: targetOption,

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { channelReduceOption, meanInputGradient, reduceChannels } from './attribution.ts';
 import { alphaOption, writeSampleMaps } from './maps.ts';
 import { resolveTargets, targetOption } from './targets.ts';
+import { mulberry32, normals } from '../random.ts';
 import { defineMethod } from './types.ts';
 
 /**
@@ -15,14 +16,16 @@ import { defineMethod } from './types.ts';
  * with magnitude=False (tf-keras-vis averages |g| instead; PAIR's magnitude=True and Captum's
  * NoiseTunnel "smoothgrad_sq" average g^2: those are not this method). Default n = 25, PAIR-code's
  * default: the paper shows n = 50 but reports diminishing returns beyond that, and every sample
- * costs one backward pass per noisy copy. Noise is seeded per sample (seed + sample index), so a
- * run is reproducible. Raw data: M [H, W].
+ * costs one backward pass per noisy copy. Noise is seeded per sample (seed + the sample's index in
+ * the run, drawn with random.ts's mulberry32, whatever the backend), so a run is reproducible and
+ * does not depend on how samples are split across workers. Raw data: M [H, W].
  */
 export const smoothgrad = defineMethod({
   id: 'smoothgrad',
   title: 'SmoothGrad',
   paper: 'Smilkov et al. 2017, SmoothGrad: removing noise by adding noise',
   needs: { gradients: true },
+  perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),
     target: targetOption,
@@ -45,7 +48,8 @@ export const smoothgrad = defineMethod({
         const x = tf.slice(ctx.input, [i, 0, 0, 0], [1, -1, -1, -1]);
         const sigma = opts.noise * tf.tidy(() => tf.sub(tf.max(x), tf.min(x)).dataSync()[0]);
         sigmas.push(sigma);
-        const noise = tf.randomNormal([opts.n, H, W, C], 0, sigma, 'float32', opts.seed + i);
+        // the project's generator: tfjs treats seed 0 as "no seed", and its draws depend on the backend
+        const noise = tf.tensor4d(normals(mulberry32(opts.seed + ctx.samples[i].index), opts.n * H * W * C).map((v) => v * sigma), [opts.n, H, W, C]);
         let done = 0;
         try {
           means.push(meanInputGradient(ctx.model, opts.n, targets[i],
@@ -59,7 +63,7 @@ export const smoothgrad = defineMethod({
       try {
         await writeSampleMaps(ctx, { raw: map, display: map }, { reading: 'bright pixels change the score most, in either direction', 
           method: 'smoothgrad', title: 'SmoothGrad', targets, alpha: opts.alpha,
-          stats: (i) => ({ variant: opts.variant, n: opts.n, noise: opts.noise, sigma: sigmas[i], seed: opts.seed + i }),
+          stats: (i) => ({ variant: opts.variant, n: opts.n, noise: opts.noise, sigma: sigmas[i], seed: opts.seed + ctx.samples[i].index }),
         });
       } finally {
         map.dispose();

@@ -1,6 +1,7 @@
-import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { z } from 'zod';
+import { forwardPass } from '../compute/dataset-pass.ts';
+import type { WorkerPool } from '../compute/worker-pool.ts';
 import { type ImageRef, loadImages } from '../data.ts';
 import { ConvlensError } from '../errors.ts';
 import type { LayerInfo, ModelAdapter } from '../model/adapter.ts';
@@ -87,7 +88,7 @@ export const topPatches = defineMethod({
     }
     if (plans.length === 0) return;
     const t0 = performance.now();
-    const heaps = await streamTopActivations(ctx.model, ctx.dataset, plans, { k: opts.k, batchSize: opts.batchSize ?? ctx.settings.batchSize, onePerImage: opts.onePerImage });
+    const heaps = await streamTopActivations(ctx.model, ctx.dataset, plans, { k: opts.k, batchSize: opts.batchSize ?? ctx.settings.batchSize, onePerImage: opts.onePerImage }, ctx.pool);
     ctx.logger.debug(`top-patches: ${ctx.dataset.refs.length} images through ${plans.map((p) => p.layer).join(', ')} in ${Math.round(performance.now() - t0)} ms`);
     for (const [i, plan] of plans.entries()) {
       await writeLayer(ctx, plan, heaps[i].map((h) => h.sorted()), opts);
@@ -178,62 +179,36 @@ export class TopK {
  * the plan's channel order. All layers come from one forward pass per batch.
  */
 export async function streamTopActivations(
-  model: Pick<ModelAdapter, 'forward' | 'layer'>,
+  model: Pick<ModelAdapter, 'forward' | 'layer' | 'head'>,
   dataset: DatasetAccess,
   plans: readonly LayerPlan[],
   opts: { k: number; batchSize: number; onePerImage: boolean },
+  pool?: WorkerPool,
 ): Promise<TopK[][]> {
   const heaps = plans.map((p) => p.channels.map(() => new TopK(opts.k)));
   const names = plans.map((p) => p.layer);
-  const picks = plans.map((p) => {
-    const C = channelCount(model.layer(p.layer));
-    const all = p.channels.length === C && p.channels.every((c, i) => c === i);
-    return all ? undefined : tf.tensor1d(p.channels, 'int32');
-  });
-  try {
-    for await (const batch of dataset.batches(opts.batchSize)) {
-      let selected: tf.Tensor[];
-      try {
-        const { logits, activations } = model.forward(batch.input, names);
-        try {
-          selected = tf.tidy(() => names.map((n, i) => (picks[i] ? tf.gather(activations.get(n)!, picks[i]!, 3) : activations.get(n)!.clone())));
-        } finally {
-          tf.dispose([logits, ...activations.values()]);
-        }
-      } finally {
-        batch.input.dispose();
-      }
-      const shapes = selected.map((t) => t.shape);
-      let values: Float32Array[];
-      try {
-        values = (await Promise.all(selected.map((t) => t.data()))) as Float32Array[];
-      } finally {
-        tf.dispose(selected);
-      }
-      plans.forEach((_, li) => {
-        const [b, h, w, nc] = shapes[li];
-        const v = values[li];
+  for await (const batch of forwardPass({ model, dataset, pool }, names, opts.batchSize)) {
+    plans.forEach((plan, li) => {
+      const { data: v, shape } = batch.activations[li];
+      const [b, h, w, C] = shape;
+      plan.channels.forEach((ch, q) => {
+        const heap = heaps[li][q];
         for (let i = 0; i < b; i++) {
           const image = batch.start + i;
-          for (let q = 0; q < nc; q++) {
-            const heap = heaps[li][q];
-            if (opts.onePerImage) {
-              let best = NaN;
-              let at = -1;
-              for (let p = 0; p < h * w; p++) {
-                const a = v[(i * h * w + p) * nc + q];
-                if (a > best || (at < 0 && a === a)) { best = a; at = p; }
-              }
-              if (at >= 0) heap.offer(image, Math.floor(at / w), at % w, best);
-            } else {
-              for (let p = 0; p < h * w; p++) heap.offer(image, Math.floor(p / w), p % w, v[(i * h * w + p) * nc + q]);
+          if (opts.onePerImage) {
+            let best = NaN;
+            let at = -1;
+            for (let p = 0; p < h * w; p++) {
+              const a = v[(i * h * w + p) * C + ch];
+              if (a > best || (at < 0 && a === a)) { best = a; at = p; }
             }
+            if (at >= 0) heap.offer(image, Math.floor(at / w), at % w, best);
+          } else {
+            for (let p = 0; p < h * w; p++) heap.offer(image, Math.floor(p / w), p % w, v[(i * h * w + p) * C + ch]);
           }
         }
       });
-    }
-  } finally {
-    tf.dispose(picks.filter((t): t is tf.Tensor1D => t !== undefined));
+    });
   }
   return heaps;
 }

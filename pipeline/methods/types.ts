@@ -3,11 +3,13 @@ import type { z } from 'zod';
 import type { Logger } from '../logger.ts';
 import type { ModelAdapter } from '../model/adapter.ts';
 import type { Colormap } from '../render.ts';
-import type { ReleaseWriter } from '../release-writer.ts';
+import type { ArtifactSink } from '../release-writer.ts';
 import type { ImageRef, Preprocessing } from '../data.ts';
-import type { ForwardPool } from '../compute/forward-pool.ts';
+import type { WorkerPool } from '../compute/worker-pool.ts';
 
 export interface SampleItem {
+  /** Position in the run's samples (stable however samples are split across workers). */
+  index: number;
   id: string;
   source: string;
   label?: number;
@@ -40,14 +42,15 @@ export interface MethodContext {
   preprocessing: Preprocessing;
   /** Present when viz.yaml has `data.dataset`; methods that declare `needs.dataset` get it. */
   dataset?: DatasetAccess;
-  out: ReleaseWriter;
+  /** Where artifacts go: the release, or a capture a worker sends back (release-writer.ts). */
+  out: ArtifactSink;
   logger: Logger;
   settings: { colormap: Colormap; batchSize: number; channelOrder: 'rgb' | 'bgr' };
   /**
-   * Forward workers for batches of plain forward passes of the model's own weights (the metrics'
-   * perturbation curves); absent: everything runs on the main thread.
+   * Worker threads with their own copy of the model's own weights, for batches of plain forward
+   * passes (the metrics' curves, the dataset passes); absent: everything runs on the main thread.
    */
-  pool?: ForwardPool;
+  pool?: WorkerPool;
 }
 
 export interface OptionProblem {
@@ -70,6 +73,12 @@ export interface MethodDef<S extends z.ZodObject = z.ZodObject> {
    * and `gapHead` (skipped, before any work, where the model has none: methods/needs.ts).
    */
   needs: { gradients?: boolean; dataset?: boolean; spatialLayer?: boolean; gapHead?: boolean };
+  /**
+   * Each sample's artifacts depend on that sample alone: the run calls `run` once per sample, on
+   * the worker pool or the main thread, and writes the artifacts in sample order, so results do
+   * not depend on the number of workers.
+   */
+  perSample?: boolean;
   options: S;
   check?(opts: z.infer<S>, model: ModelAdapter, classes?: readonly string[]): OptionProblem[];
   /**

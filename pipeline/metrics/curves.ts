@@ -3,7 +3,7 @@ import type { Progress } from '../logger.ts';
 import type { ModelAdapter } from '../model/adapter.ts';
 import type { DatasetAccess } from '../methods/types.ts';
 import { mulberry32 } from '../random.ts';
-import type { ForwardPool } from '../compute/forward-pool.ts';
+import type { WorkerPool } from '../compute/worker-pool.ts';
 import { argsort } from './sort.ts';
 
 /**
@@ -182,17 +182,19 @@ export function perturbationCurves(model: ModelAdapter, shape: [number, number, 
 }
 
 /**
- * perturbationCurves with the batches shared between the main thread and a pool of forward
- * workers (compute/forward-pool.ts): a batch goes to a free worker when there is one, else the
- * main thread evaluates it. The same numbers as perturbationCurves, faster on more cores.
+ * perturbationCurves with the batches on a pool of workers (compute/worker-pool.ts): each batch
+ * goes to the next free worker while the main thread builds the next batches (it evaluates a
+ * batch itself only when its worker failed). The same numbers as perturbationCurves, faster on
+ * more cores.
  */
-export async function perturbationCurvesPooled(model: ModelAdapter, pool: ForwardPool | undefined, shape: [number, number, number], specs: readonly CurveSpec[], pixelsPerStep: number, batchSize: number, progress?: Progress): Promise<number[][]> {
+export async function perturbationCurvesPooled(model: ModelAdapter, pool: WorkerPool | undefined, shape: [number, number, number], specs: readonly CurveSpec[], pixelsPerStep: number, batchSize: number, progress?: Progress): Promise<number[][]> {
   if (!pool) return perturbationCurves(model, shape, specs, pixelsPerStep, batchSize, progress);
   const [H, W, C] = shape;
   const { size, n, curves } = checkSpecs(shape, specs, pixelsPerStep);
   const pending = new Set<Promise<void>>();
   for (const b of curveBatches(specs, curves, size, C, n, pixelsPerStep, batchSize)) {
     const m = b.rows.length;
+    await pool.free();
     if (pool.idle) {
       // a batch whose worker stopped (the pool warns) is evaluated here instead
       const job: Promise<void> = pool.probabilities(b.images, [m, H, W, C]).then((probs) => {
@@ -203,8 +205,6 @@ export async function perturbationCurvesPooled(model: ModelAdapter, pool: Forwar
     } else {
       onMain(model, shape, b, progress);
     }
-    // let finished workers report before the next batch is placed
-    await new Promise<void>((resolve) => setImmediate(resolve));
   }
   await Promise.all(pending);
   return curves;

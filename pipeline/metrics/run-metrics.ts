@@ -6,6 +6,7 @@ import type { Box, ImageRef } from '../data.ts';
 import type { Artifact } from '../manifest.ts';
 import { gaussianBlur } from '../methods/integrated-gradients.ts';
 import { methodPasses, type MethodContext, type MethodDef } from '../methods/types.ts';
+import type { ReleaseWriter } from '../release-writer.ts';
 import { decodeNpy } from '../npy.ts';
 import { upsampleBilinear } from '../render.ts';
 import { curvesSvg, rasterize, type ChartPanel } from './chart.ts';
@@ -74,7 +75,10 @@ export function selectMapArtifacts(artifacts: readonly Artifact[], sampleIds: re
   return out;
 }
 
-export async function runMetrics(ctx: MethodContext, input: MetricsInput, options: MetricsOptions | z.input<typeof metricsOptions> = {}): Promise<MetricsJson | undefined> {
+/** The metrics read the maps back from the release being written, so `out` is the release itself. */
+export type MetricsContext = MethodContext & { out: ReleaseWriter };
+
+export async function runMetrics(ctx: MetricsContext, input: MetricsInput, options: MetricsOptions | z.input<typeof metricsOptions> = {}): Promise<MetricsJson | undefined> {
   const opts = metricsOptions.parse(options);
   const { logger } = ctx;
   if (!opts.enabled) return undefined;
@@ -316,7 +320,7 @@ function toInputSize(raw: Float32Array, shape: number[], H: number, W: number): 
 }
 
 /** The deletion fill in input space: the dataset's (or samples') per-channel mean, or a pixel value. */
-async function deletionFill(ctx: MethodContext, fill: MetricsOptions['deletion']['fill'], images: Float32Array): Promise<DeletionMetric['fill']> {
+async function deletionFill(ctx: MetricsContext, fill: MetricsOptions['deletion']['fill'], images: Float32Array): Promise<DeletionMetric['fill']> {
   const C = ctx.input.shape[3];
   if (typeof fill === 'number') {
     const { scale, mean, std } = ctx.preprocessing;
@@ -334,7 +338,7 @@ async function deletionFill(ctx: MethodContext, fill: MetricsOptions['deletion']
   return { source: 'samples', input: Array.from(sum, (v) => r6(v / count)), images: ctx.samples.length };
 }
 
-async function writeCurveImages(ctx: MethodContext, json: MetricsJson, titleOf: (id: string) => string): Promise<void> {
+async function writeCurveImages(ctx: MetricsContext, json: MetricsJson, titleOf: (id: string) => string): Promise<void> {
   const isBaseline = (id: string) => json.methods.some((m) => m.id === id && m.baseline);
   const label = (id: string) => json.methods.find((m) => m.id === id)?.title ?? titleOf(id);
   const panelsFor = (pick: (c: CurveMetric) => { method: string; curve: number[] }[]): { panels: ChartPanel[]; ids: string[] } => {

@@ -9,6 +9,9 @@ import type { ModelAdapter } from '../../pipeline/model/adapter.ts';
 import { decodeNpy } from '../../pipeline/npy.ts';
 import { ReleaseWriter } from '../../pipeline/release-writer.ts';
 
+/** What the test helpers make: a method context whose `out` is a real release writer. */
+export type TestContext = MethodContext & { logger: Logger; out: ReleaseWriter };
+
 /**
  * A MethodContext over a model and an input batch, writing into a temp release folder
  * (`ctx.out.staging`). Samples get ids s0, s1, ... and a gray display image.
@@ -20,13 +23,13 @@ export async function methodContext(model: ModelAdapter, input: tf.Tensor4D, opt
   logger?: Logger;
   colormap?: MethodContext['settings']['colormap'];
   preprocessing?: Partial<MethodContext['preprocessing']>;
-} = {}): Promise<MethodContext & { logger: Logger }> {
+} = {}): Promise<TestContext> {
   const out = new ReleaseWriter(await mkdtemp(join(tmpdir(), 'convlens-method-')), 'r', 'png');
   await out.open();
   const [n, h, w] = input.shape;
   const targets = opts.targets ?? Array.from(await tf.tidy(() => tf.argMax(model.forward(input).logits, 1)).data());
   const samples: SampleItem[] = Array.from({ length: n }, (_, i) => ({
-    id: `s${i}`, source: `s${i}.png`, display: new Uint8Array(h * w * 3).fill(128), target: targets[i],
+    index: i, id: `s${i}`, source: `s${i}.png`, display: new Uint8Array(h * w * 3).fill(128), target: targets[i],
   }));
   return {
     model,
@@ -45,7 +48,7 @@ export async function methodContext(model: ModelAdapter, input: tf.Tensor4D, opt
 }
 
 /** Runs a method and asserts it left no tensors behind. */
-export async function runMethod<S extends MethodDef>(method: S, ctx: MethodContext, options: Record<string, unknown> = {}) {
+export async function runMethod<S extends MethodDef>(method: S, ctx: TestContext, options: Record<string, unknown> = {}) {
   const before = tf.memory().numTensors;
   await method.run(ctx, method.options.parse(options));
   expect(tf.memory().numTensors, `${method.id} leaked tensors`).toBe(before);
@@ -53,7 +56,7 @@ export async function runMethod<S extends MethodDef>(method: S, ctx: MethodConte
 }
 
 /** Reads an artifact's raw .npy. */
-export async function readRaw(ctx: MethodContext, artifact: { raw?: { path: string } }) {
+export async function readRaw(ctx: TestContext, artifact: { raw?: { path: string } }) {
   if (!artifact.raw) throw new Error('artifact has no raw data');
   return decodeNpy(new Uint8Array(await readFile(join(ctx.out.staging, artifact.raw.path))));
 }

@@ -12,7 +12,7 @@ import { embedding, featureLayer, thumbnailPng } from '../../pipeline/methods/em
 import type { DatasetAccess, MethodContext } from '../../pipeline/methods/types.ts';
 import { LayersAdapter } from '../../pipeline/model/layers-adapter.ts';
 import { loadModel } from '../../pipeline/model/load.ts';
-import { methodContext, readRaw, runMethod } from '../helpers/method-context.ts';
+import { methodContext, readRaw, runMethod, type TestContext } from '../helpers/method-context.ts';
 import { gaussian } from '../../pipeline/random.ts';
 
 const FIXTURES = resolve(import.meta.dirname, '../../../shared/fixtures');
@@ -78,7 +78,7 @@ function memoryDataset(pixels: Float32Array[], labels: (number | undefined)[]): 
 interface Point { id: string; x: number; y: number; label: number | null; prediction: number; confidence: number; thumb: string; source: string }
 interface PointsFile { algorithm: string; implementation: string; layer: string; dims: number; stats: Record<string, number | string>; legend: { label: number; name: string; color: string }[]; points: Point[] }
 
-async function readPoints(ctx: MethodContext): Promise<PointsFile> {
+async function readPoints(ctx: TestContext): Promise<PointsFile> {
   const a = ctx.out.artifacts.find((x) => x.id === 'embedding/points')!;
   return JSON.parse(await readFile(join(ctx.out.staging, a.path), 'utf8'));
 }

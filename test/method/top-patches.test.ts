@@ -131,9 +131,10 @@ describe('streamTopActivations', () => {
   it('finds the planted maxima, identically for batch sizes 1, 3 and all at once, in one forward pass per batch', async () => {
     const model = identityModel();
     const forwards: string[][] = [];
-    const counting: Pick<ModelAdapter, 'forward' | 'layer'> = {
+    const counting: Pick<ModelAdapter, 'forward' | 'layer' | 'head'> = {
       forward: (x, names) => { forwards.push([...(names ?? [])]); return model.forward(x, names); },
       layer: (n) => model.layer(n),
+      head: model.head,
     };
     const plans = [{ layer: 'id', channels: [0, 1] }, { layer: 'pool', channels: [1] }];
     const results: Hit[][][][] = [];

@@ -13,7 +13,7 @@ import { runMetrics } from '../../pipeline/metrics/run-metrics.ts';
 import type { CurveMetric, MetricsJson } from '../../pipeline/metrics/types.ts';
 import type { ModelAdapter } from '../../pipeline/model/adapter.ts';
 import { darknetInput, FIXTURES, haveDarknet, loadDarknet } from '../helpers/darknet.ts';
-import { methodContext, runMethod } from '../helpers/method-context.ts';
+import { methodContext, runMethod, type TestContext } from '../helpers/method-context.ts';
 
 const PHOTOS = ['chelsea.png', 'coffee.png', 'eagle.jpg'];
 const haveFixtures = haveDarknet && PHOTOS.every((p) => existsSync(resolve(FIXTURES, 'photos', p)));
@@ -27,7 +27,7 @@ if (!haveFixtures) console.warn(`skipping the Darknet Tiny metrics test: ${FIXTU
 describe.skipIf(!haveFixtures)('metrics on Darknet Tiny', () => {
   let model: ModelAdapter;
   let input: tf.Tensor4D;
-  let ctx: MethodContext;
+  let ctx: TestContext;
   let json: MetricsJson;
 
   beforeAll(async () => {
