@@ -67,8 +67,20 @@ async function passRatio(modelPath: string): Promise<{ forward: number; backward
   return { forward, backward };
 }
 
-/** Seconds per image of each per-sample method, from one report with `workers`. */
-async function methodTimes(dir: string, modelPath: string, images: string[], scale: number, workers: number | 'auto'): Promise<Map<string, number>> {
+/** Peak resident memory of the process (worker threads included) while `fn` runs, in MB. */
+async function peakRss<T>(fn: () => Promise<T>): Promise<{ value: T; mb: number }> {
+  let peak = process.memoryUsage().rss;
+  const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 50);
+  try {
+    const value = await fn();
+    return { value, mb: Math.round(Math.max(peak, process.memoryUsage().rss) / 2 ** 20) };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Seconds per image of each per-sample method, from one report with `workers`, and the peak RSS. */
+async function methodTimes(dir: string, modelPath: string, images: string[], scale: number, workers: number | 'auto'): Promise<{ times: Map<string, number>; mb: number }> {
   const viz = join(dir, `viz-${workers}.yaml`);
   await writeFile(viz, stringify({
     release: `bench-${workers}`,
@@ -80,9 +92,9 @@ async function methodTimes(dir: string, modelPath: string, images: string[], sca
     metrics: { enabled: false },
     methods: Object.fromEntries(OTHERS.map((id) => [id, { enabled: false }])),
   }));
-  const { releaseDir } = await runReport({ configFile: viz, site: false, logger: silentLogger });
+  const { value: { releaseDir }, mb } = await peakRss(() => runReport({ configFile: viz, site: false, logger: silentLogger }));
   const manifest = JSON.parse(await readFile(join(releaseDir, 'manifest.json'), 'utf8')) as Manifest;
-  return new Map(manifest.timings.filter((t) => PER_SAMPLE.includes(t.stage)).map((t) => [t.stage, t.ms / 1000 / images.length]));
+  return { times: new Map(manifest.timings.filter((t) => PER_SAMPLE.includes(t.stage)).map((t) => [t.stage, t.ms / 1000 / images.length])), mb };
 }
 
 async function benchModel(name: string, modelPath: string, images: string[], scale: number): Promise<void> {
@@ -90,9 +102,8 @@ async function benchModel(name: string, modelPath: string, images: string[], sca
   try {
     const ratio = await passRatio(modelPath);
     const auto = WorkerPool.defaultSize();
-    const zero = await methodTimes(dir, modelPath, images, scale, 0);
-    const one = await methodTimes(dir, modelPath, images, scale, 1);
-    const many = await methodTimes(dir, modelPath, images, scale, 'auto');
+    const runs = [await methodTimes(dir, modelPath, images, scale, 0), await methodTimes(dir, modelPath, images, scale, 1), await methodTimes(dir, modelPath, images, scale, 'auto')];
+    const [zero, one, many] = runs.map((r) => r.times);
     console.log(`\n### ${name} (${images.length} image${images.length === 1 ? '' : 's'})\n`);
     console.log(`forward ${ratio.forward.toFixed(1)} ms/image, forward + input gradient ${ratio.backward.toFixed(1)} ms/image: ${(ratio.backward / ratio.forward).toFixed(1)}x (batch 4, one thread)\n`);
     console.log(`| method | s/image, workers 0 | workers 1 | workers auto (${auto}) | auto / 0 | auto / 1 |`);
@@ -109,6 +120,7 @@ async function benchModel(name: string, modelPath: string, images: string[], sca
       console.log(row(id, t as number[]));
     }
     console.log(row('all', sums));
+    console.log(`\npeak RSS of the process (worker threads included): ${runs.map((r) => `${r.mb} MB`).join(', ')} for workers 0, 1, auto (the process holds what earlier runs left)`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

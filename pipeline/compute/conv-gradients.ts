@@ -49,6 +49,18 @@ function spreadAndPad(dy: tf.Tensor4D, info: tf.backend_util.Conv2DInfo): tf.Ten
   return tf.pad(d, [[0, 0], [Math.max(0, before[0]), Math.max(0, after[0])], [Math.max(0, before[1]), Math.max(0, after[1])], [0, 0]]);
 }
 
+/**
+ * The kernel turned 180 degrees in its two spatial axes, [kh, kw, ...] -> [kh, kw, ...] with
+ * tap (i, j) moved to (kh - 1 - i, kw - 1 - j): a gather of whole rows (wasm's Reverse kernel
+ * was most of a gradient pass on models with large kernels); nothing for 1x1 kernels.
+ */
+function rotate180(filter: tf.Tensor4D): tf.Tensor4D {
+  const [kh, kw, a, b] = filter.shape;
+  if (kh * kw === 1) return filter;
+  const taps = tf.tensor1d(Array.from({ length: kh * kw }, (_, t) => kh * kw - 1 - t), 'int32');
+  return tf.reshape(tf.gather(tf.reshape(filter, [kh * kw, a * b]), taps), [kh, kw, a, b]) as tf.Tensor4D;
+}
+
 function convInfo(xShape: number[], filterShape: number[], a: ConvAttrs, depthwise: boolean): tf.backend_util.Conv2DInfo {
   const pad = a.pad as 'valid' | 'same' | number;  // explicit padding too: computeConv2DInfo reads it
   return tf.backend_util.computeConv2DInfo(xShape as [number, number, number, number], filterShape as [number, number, number, number],
@@ -59,7 +71,8 @@ function convInfo(xShape: number[], filterShape: number[], a: ConvAttrs, depthwi
 export function conv2dInputGradient(dy: tf.Tensor4D, filter: tf.Tensor4D, xShape: number[], a: ConvAttrs): tf.Tensor4D {
   return tf.tidy(() => {
     const info = convInfo(xShape, filter.shape, a, false);
-    const rotated = tf.transpose(tf.reverse(filter, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
+
+    const rotated = tf.transpose(rotate180(filter), [0, 1, 3, 2]) as tf.Tensor4D;
     return tf.conv2d(spreadAndPad(dy, info), rotated, 1, 'valid', 'NHWC', [info.dilationHeight, info.dilationWidth]);
   });
 }
@@ -69,7 +82,7 @@ export function depthwiseInputGradient(dy: tf.Tensor4D, filter: tf.Tensor4D, xSh
   return tf.tidy(() => {
     const info = convInfo(xShape, filter.shape, a, true);
     const [kh, kw, c, m] = filter.shape;
-    const rotated = tf.reshape(tf.reverse(filter, [0, 1]), [kh, kw, c * m, 1]) as tf.Tensor4D;
+    const rotated = tf.reshape(rotate180(filter), [kh, kw, c * m, 1]) as tf.Tensor4D;
     const per = tf.depthwiseConv2d(spreadAndPad(dy, info), rotated, 1, 'valid', 'NHWC', [info.dilationHeight, info.dilationWidth]);
     if (m === 1) return per;
     const [n, h, w] = per.shape;
