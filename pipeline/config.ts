@@ -94,7 +94,10 @@ export interface LoadedConfig {
   /** Absolute path of the config file; relative paths in it resolve against its folder. */
   file: string;
   dir: string;
-  /** sha256 of the validated config, recorded in the manifest. */
+  /**
+   * sha256 of the validated config without what cannot change the results (configResultKeys),
+   * recorded in the manifest: the same for a run into another output folder or release.
+   */
   hash: string;
 }
 
@@ -131,7 +134,7 @@ export function parseConfigText(text: string, file: string, label = basename(fil
     })));
   }
   const config = validateConfig(doc.toJS() ?? {}, label);
-  const hash = createHash('sha256').update(canonicalJson(config)).digest('hex');
+  const hash = createHash('sha256').update(canonicalJson(resultRelevant(config))).digest('hex');
   return { config, file, dir: dirname(file), hash };
 }
 
@@ -206,6 +209,21 @@ function unwrap(s: z.core.$ZodType | undefined): z.core.$ZodType | undefined {
 
 function objectShape(s: z.core.$ZodType | undefined): Record<string, z.core.$ZodType> | undefined {
   return (s?._zod.def as { shape?: Record<string, z.core.$ZodType> } | undefined)?.shape;
+}
+
+/**
+ * The config without the keys that do not change what is computed: where it goes (`output.dir`,
+ * `release`, `site`) and how many threads compute it (`compute.workers`; the release is the same
+ * for any number).
+ */
+function resultRelevant(config: Config): unknown {
+  return {
+    ...config,
+    release: undefined,
+    site: undefined,
+    output: { ...config.output, dir: undefined },
+    compute: { ...config.compute, workers: undefined },
+  };
 }
 
 function canonicalJson(v: unknown): string {

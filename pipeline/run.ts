@@ -58,6 +58,11 @@ interface Prepared {
   methods: { def: MethodDef; opts: Record<string, unknown> }[];
   /** Enabled methods that cannot run with this config and model, and why. */
   skipped: { id: string; title: string; reason: string }[];
+  backend: Awaited<ReturnType<typeof initBackend>>;
+  release: string;
+  pre: Preprocessing;
+  sampleRefs: ImageRef[];
+  datasetRefs: ImageRef[];
 }
 
 /** The config, the compute backend and the model, loaded (what `convlens layers` needs). */
@@ -79,29 +84,94 @@ export async function loadForReport(configFile: string, logger: Logger) {
   return { loaded, label, backend, modelPath, model, format, weightsSha256 };
 }
 
-/** Everything that can be checked before work starts: config, model, labels, method options. */
-export async function prepare(configFile: string, logger: Logger): Promise<Prepared & { backend: Awaited<ReturnType<typeof initBackend>> }> {
-  const { loaded, label, backend, modelPath, model, format, weightsSha256 } = await loadForReport(configFile, logger);
+/**
+ * Problems found while checking, collected so that one run reports them all: each is a line
+ * naming the config file and key, with its hint.
+ */
+class Problems {
+  readonly lines: string[] = [];
+  private readonly hints: string[] = [];
+  constructor(private readonly label: string) {}
+
+  add(key: string, message: string, hint?: string): void {
+    this.lines.push(message.startsWith(`${this.label}: `) ? message : `${this.label}: ${key}: ${message}`);
+    if (hint && !this.hints.includes(hint)) this.hints.push(hint);
+  }
+
+  /** fn's value, or undefined with its problems recorded when it throws a ConvlensError. */
+  async attempt<T>(key: string, fn: () => T | Promise<T>): Promise<T | undefined> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof ConvlensError)) throw err;
+      if (err instanceof ConfigError) for (const line of err.problems) this.add(key, line);
+      else this.add(key, err.message, err.hint);
+      return undefined;
+    }
+  }
+
+  throwIfAny(): void {
+    if (this.lines.length === 0) return;
+    throw new ConvlensError(this.lines.join('\n'), { hint: this.hints.join('\n  ') || `Fix ${this.label} and run again.` });
+  }
+}
+
+/**
+ * Everything that can be checked before work starts, in one pass, so one run names every problem:
+ * the config, the model, the labels, the release name, what each method needs, the method and
+ * metrics options, the preprocessing, and the listing of the sample and dataset images.
+ */
+export async function prepare(configFile: string, logger: Logger, opts: { release?: string } = {}): Promise<Prepared> {
+  const loaded = await loadConfig(configFile);
   const { config } = loaded;
-  const labels = config.model.labels ? await readLabelsFile(resolveFromConfig(loaded, config.model.labels), 'model.labels', label) : undefined;
-  const classes = classNamesFor(model.head, labels);
-  if (!Array.isArray(classes)) throw new ConfigError(label, [{ path: 'model.labels', message: classes.problem }]);
+  const label = basename(loaded.file);
+  const backend = await initBackend(config.compute.backend, logger);
+  const problems = new Problems(label);
+  const release = opts.release ?? config.release;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(release)) {
+    problems.add('release', `release name "${release}" is not usable as a folder name`, 'Use letters, digits, ".", "_" and "-" only in the release name.');
+  }
+  const modelPath = resolveFromConfig(loaded, config.model.path);
+  const loadedModel = await problems.attempt('model.path', () => loadModel(modelPath));
+  const labels = config.model.labels ? await problems.attempt('model.labels', () => readLabelsFile(resolveFromConfig(loaded, config.model.labels!), 'model.labels', label)) : undefined;
+  const model = loadedModel?.adapter;
+  let classes: string[] | undefined = labels;
+  if (model && (labels || !config.model.labels)) {
+    const named = classNamesFor(model.head, labels);
+    if (Array.isArray(named)) classes = named;
+    else problems.add('model.labels', named.problem);
+  }
   const enabled = (METHODS as readonly MethodDef[])
     .map((def) => ({ def, opts: (config.methods as Record<string, Record<string, unknown>>)[def.id] }))
     .filter((m) => m.opts.enabled !== false);
   // what a method needs and this config or model lacks: skipped before any work, with the reason
-  const skipped = enabled.flatMap(({ def }) => {
+  const skipped = model ? enabled.flatMap(({ def }) => {
     const reason = def.needs.dataset && !config.data.dataset ? `${label} has no data.dataset` : unmetNeed(def, model);
     return reason ? [{ id: def.id, title: def.title, reason }] : [];
-  });
-  for (const reason of new Set(skipped.map((s) => s.reason))) {
-    const ids = skipped.filter((s) => s.reason === reason).map((s) => s.id);
+  }) : [];
+  const methods = enabled.filter((m) => !skipped.some((s) => s.id === m.def.id));
+  if (model) {
+    for (const { def, opts: mopts } of methods) {
+      for (const p of def.check?.(mopts, model, classes) ?? []) problems.add(`methods.${def.id}.${p.key}`, p.message);
+    }
+  }
+  for (const p of metricsProblems(config.metrics, METHOD_IDS)) problems.add(p.path, p.message);
+  const pre = model ? await problems.attempt('input', () => resolvePreprocessing(config.input, { height: model.inputShape[0], width: model.inputShape[1], channels: model.inputShape[2] }, label)) : undefined;
+  const listCtx = (key: 'data.samples' | 'data.dataset') => ({ config: loaded, key, classNames: classes, logger });
+  const sampleRefs = await problems.attempt('data.samples', () => listImages(config.data.samples, listCtx('data.samples')));
+  const datasetRefs = config.data.dataset ? await problems.attempt('data.dataset', () => listImages(config.data.dataset!, listCtx('data.dataset'))) : [];
+  if (problems.lines.length) {
+    model?.dispose();
+    problems.throwIfAny();
+  }
+  for (const reason of new Set(skipped.map((x) => x.reason))) {
+    const ids = skipped.filter((x) => x.reason === reason).map((x) => x.id);
     logger.warn(`${ids.join(', ')} skipped: ${reason} (set methods.<id>.enabled: false in ${label} to silence this)`);
   }
-  const methods = enabled.filter((m) => !skipped.some((s) => s.id === m.def.id));
-  const problems = [...methods.flatMap(({ def, opts }) => (def.check?.(opts, model, classes) ?? []).map((p) => ({ path: `methods.${def.id}.${p.key}`, message: p.message }))), ...metricsProblems(config.metrics, METHOD_IDS)];
-  if (problems.length) throw new ConfigError(label, problems);
-  return { loaded, model, source: config.model.path, format, weightsSha256, modelPath, classes, methods, skipped, backend };
+  return {
+    loaded, release, model: model!, source: config.model.path, format: loadedModel!.format, weightsSha256: loadedModel!.weightsSha256, modelPath,
+    classes: classes!, methods, skipped, backend, pre: pre!, sampleRefs: sampleRefs!, datasetRefs: datasetRefs!,
+  };
 }
 
 /**
@@ -117,21 +187,12 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
     timings.push({ stage, ms: Math.round(performance.now() - t0), ...(count === undefined ? {} : { count }) });
     return r;
   };
-  const prep = await timed('load', () => prepare(opts.configFile, logger));
-  const { loaded, model, classes, methods } = prep;
+  const prep = await timed('load', () => prepare(opts.configFile, logger, { release: opts.release }));
+  const { loaded, model, classes, methods, release, pre, sampleRefs, datasetRefs } = prep;
   const { config } = loaded;
-  const label = basename(loaded.file);
-  const release = opts.release ?? config.release;
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(release)) {
-    throw new ConvlensError(`release name "${release}" is not usable as a folder name`, { hint: 'Use letters, digits, ".", "_" and "-" only.' });
-  }
   logger.info(`model: ${config.model.name ?? defaultModelName(prep.source)}, ${model.format}, ${model.layers.length} layers, ${model.countParams().toLocaleString('en-US')} parameters, input ${model.inputShape.join('x')}, ${classes.length} classes`);
   logger.info(`head: ${describeHead(model.head, classes)}`);
 
-  const pre = resolvePreprocessing(config.input, { height: model.inputShape[0], width: model.inputShape[1], channels: model.inputShape[2] }, label);
-  const listCtx = (key: 'data.samples' | 'data.dataset') => ({ config: loaded, key, classNames: classes, logger });
-  const sampleRefs = await listImages(config.data.samples, listCtx('data.samples'));
-  const datasetRefs: ImageRef[] = config.data.dataset ? await listImages(config.data.dataset, listCtx('data.dataset')) : [];
   logger.info(`data: ${sampleRefs.length} samples, ${datasetRefs.length} dataset images`);
 
   const outputDir = resolveFromConfig(loaded, config.output.dir);

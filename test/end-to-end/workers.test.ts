@@ -52,7 +52,6 @@ describe('worker threads', () => {
       const manifest = JSON.parse(await readFile(join(releaseDir, 'manifest.json'), 'utf8')) as Record<string, unknown>;
       delete manifest.createdAt;
       delete manifest.timings;
-      delete manifest.configHash;
       releases.push({ npy: await read('.npy'), json: await read('.json'), manifest });
     }
     const [base, ...others] = releases;

@@ -37,6 +37,14 @@ describe('config', () => {
     expect(c).not.toBe(a);
   });
 
+  it('leaves out of the hash what cannot change the results: output.dir, release, site, compute.workers', () => {
+    const a = parseConfigText(minimal, FILE).hash;
+    for (const extra of ['output:\n  dir: elsewhere\n', 'release: v2\n', 'site:\n  base: /repo/\n', 'compute:\n  workers: 3\n']) {
+      expect(parseConfigText(`${minimal}${extra}`, FILE).hash, extra).toBe(a);
+    }
+    expect(parseConfigText(`${minimal}output:\n  colormap: gray\n`, FILE).hash).not.toBe(a);
+  });
+
   it('names the key and the value on a wrong type', () => {
     expect(problems(`${minimal}compute:\n  batchSize: lots\n`)).toEqual([
       'viz.yaml: compute.batchSize: expected a number, got string "lots"',
