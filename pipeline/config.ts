@@ -133,7 +133,14 @@ export function parseConfigText(text: string, file: string, label = basename(fil
       message: `YAML syntax error: ${e.message.split('\n')[0]}`,
     })));
   }
-  const config = validateConfig(doc.toJS() ?? {}, label);
+  let value: unknown;
+  try {
+    value = doc.toJS() ?? {};
+  } catch (err) {
+    // the yaml library refuses aliases that expand past a limit (a "billion laughs" file)
+    throw new ConfigError(label, [{ path: '(top level)', message: `YAML aliases expand too much (${(err as Error).message}); write the values out instead of repeating anchors` }]);
+  }
+  const config = validateConfig(value, label);
   const hash = createHash('sha256').update(canonicalJson(resultRelevant(config))).digest('hex');
   return { config, file, dir: dirname(file), hash };
 }

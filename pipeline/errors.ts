@@ -13,8 +13,33 @@ export class ConvlensError extends Error {
   }
 }
 
+const FS_REASONS: Record<string, [string, string]> = {
+  ENOSPC: ['the disk is full', 'Free some space (old releases under <output>/releases/ can go) and run again.'],
+  EDQUOT: ['the disk quota is used up', 'Free some space and run again.'],
+  EROFS: ['the file system is read-only', 'Point output.dir in the config at a writable folder.'],
+  EACCES: ['permission denied', 'Make the folder writable for this user, or point output.dir elsewhere.'],
+  EPERM: ['the operation is not permitted', 'Make the folder writable for this user, or point output.dir elsewhere.'],
+  ENOTDIR: ['a part of the path is a file, not a folder', 'Remove or rename that file, or point output.dir at a folder.'],
+  EISDIR: ['a folder is in the way of a file', 'Remove or rename that folder.'],
+  EMFILE: ['too many files are open', 'Raise the open-file limit (ulimit -n) and run again.'],
+};
+
+/**
+ * A file-system failure (disk full, read-only, a file where a folder should be, ...) as a
+ * ConvlensError that says what, where and what to do; undefined for anything else.
+ */
+export function fileSystemError(err: unknown, doing = 'writing', key?: string): ConvlensError | undefined {
+  if (err instanceof ConvlensError || !(err instanceof Error)) return undefined;
+  const e = err as NodeJS.ErrnoException;
+  const known = e.code ? FS_REASONS[e.code] : undefined;
+  if (!known) return undefined;
+  const where = e.path ? ` ${e.path}` : '';
+  return new ConvlensError(`${key ? `${key}: ` : ''}${doing}${where} failed: ${known[0]} (${e.code})`, { hint: known[1], cause: err });
+}
+
 /** Formats any thrown value as the text the CLI prints. */
 export function formatError(err: unknown, debug = false): string {
+  err = fileSystemError(err) ?? err;
   if (err instanceof ConvlensError) {
     const lines = [`convlens: ${err.message}`];
     if (err.hint) lines.push(`  ${err.hint}`);

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { initBackend } from './backend.ts';
 import { ConfigError, type LoadedConfig, loadConfig, resolveFromConfig } from './config.ts';
 import { batches, listImages, loadImages, readLabelsFile, resolvePreprocessing, type ImageRef, type Preprocessing } from './data.ts';
-import { ConvlensError } from './errors.ts';
+import { ConvlensError, fileSystemError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { type Manifest, type Prediction, SCHEMA_VERSION, type Sample } from './manifest.ts';
 import { METHOD_IDS, METHODS } from './methods/registry.ts';
@@ -197,7 +197,13 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
 
   const outputDir = resolveFromConfig(loaded, config.output.dir);
   const writer = new ReleaseWriter(join(outputDir, 'releases'), release, config.output.imageFormat);
-  await writer.open();
+  const outputKey = `${basename(loaded.file)}: output.dir`;
+  try {
+    await writer.open();
+  } catch (err) {
+    model.dispose();
+    throw fileSystemError(err, 'creating the release folder in', outputKey) ?? err;
+  }
   let input: tf.Tensor4D | undefined;
   try {
     const batch = await timed('decode samples', () => loadImages(sampleRefs, pre), sampleRefs.length);
@@ -302,8 +308,8 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
     }
     return { releaseDir, manifest, siteDir };
   } catch (err) {
-    await writer.abort();
-    throw err;
+    await writer.abort().catch(() => undefined);
+    throw fileSystemError(err, 'writing', outputKey) ?? err;
   } finally {
     input?.dispose();
     model.dispose();

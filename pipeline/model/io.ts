@@ -46,7 +46,7 @@ export async function readModelArtifacts(pathOrUrl: string, baseDir = process.cw
       hint: 'model.path must point at a TensorFlow.js model.json (from tensorflowjs_converter or model.save).',
     });
   }
-  if (!json.modelTopology || !Array.isArray(json.weightsManifest)) {
+  if (!json || typeof json !== 'object' || !json.modelTopology || !Array.isArray(json.weightsManifest)) {
     throw new ConvlensError(`${location} is not a TensorFlow.js model.json (no modelTopology or weightsManifest)`, {
       hint: 'Convert the model with tensorflowjs_converter to a LayersModel or GraphModel first.',
     });
