@@ -10,12 +10,13 @@ import { loadForReport, runReport, toolVersion } from './run.ts';
 const HELP = `convlens: CNN interpretability reports for TensorFlow.js models
 
 Usage:
-  convlens report [--config FILE] [--release NAME] [--base PATH] [--no-site] [--debug]
+  convlens report [--config FILE] [--release NAME] [--base PATH] [--no-site] [--wait] [--debug]
       Compute every enabled method for the config and build the static site.
       -c, --config   viz.yaml to use (default: config/viz.yaml)
       -r, --release  release name (default: "release" in the config, or env CONVLENS_RELEASE)
       --base         site base path, e.g. /REPO/ for GitHub Pages (default: site.base, or env CONVLENS_BASE)
       --no-site      write the release only; skip the site build
+      --wait         if another run is writing the same output folder, wait for it (default: fail)
   convlens layers [-c FILE]
       List the model's layers (names to use in viz.yaml).
   convlens schema [-o FILE]
@@ -48,6 +49,7 @@ export async function main(argv: string[], logger?: Logger): Promise<number> {
           release: values.release ?? process.env.CONVLENS_RELEASE ?? undefined,
           base: values.base ?? process.env.CONVLENS_BASE ?? undefined,
           site: !values['no-site'],
+          wait: Boolean(values.wait),
           logger: log,
         });
         if (result.siteDir) log.info(`done: open ${join(result.siteDir, 'index.html')}, or serve it with \`npm run preview\``);
@@ -91,6 +93,7 @@ function parse(argv: string[]) {
       base: { type: 'string' },
       out: { type: 'string', short: 'o' },
       'no-site': { type: 'boolean' },
+      wait: { type: 'boolean' },
       debug: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },

@@ -20,6 +20,7 @@ import { runMethodTask, type MethodTask } from './compute/method-task.ts';
 import { shareWork } from './compute/share.ts';
 import { loadModel } from './model/load.ts';
 import { encodeImage } from './render.ts';
+import { lockOutput, type OutputLock } from './lock.ts';
 import { ReleaseWriter, replay } from './release-writer.ts';
 import { renderSummaries } from './summary.ts';
 
@@ -37,6 +38,8 @@ export interface ReportOptions {
   base?: string;
   /** Build the site after the release (default true). */
   site?: boolean;
+  /** When another run holds the output folder, wait for it instead of failing (CLI --wait). */
+  wait?: boolean;
   logger: Logger;
 }
 
@@ -198,7 +201,9 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
   const outputDir = resolveFromConfig(loaded, config.output.dir);
   const writer = new ReleaseWriter(join(outputDir, 'releases'), release, config.output.imageFormat);
   const outputKey = `${basename(loaded.file)}: output.dir`;
+  let lock: OutputLock;
   try {
+    lock = await lockOutput(outputDir, { wait: opts.wait, logger, configKey: outputKey });
     await writer.open();
   } catch (err) {
     model.dispose();
@@ -311,6 +316,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
     await writer.abort().catch(() => undefined);
     throw fileSystemError(err, 'writing', outputKey) ?? err;
   } finally {
+    await lock.release().catch(() => undefined);
     input?.dispose();
     model.dispose();
   }
