@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
 import { configJsonSchema } from './config.ts';
 import { formatError } from './errors.ts';
+import { installSignalHandlers } from './interrupt.ts';
 import { writeFileAtomic } from './fs-atomic.ts';
 import { ConsoleLogger, type Logger } from './logger.ts';
 import { METHOD_IDS } from './methods/registry.ts';
@@ -44,6 +45,7 @@ export async function main(argv: string[], logger?: Logger): Promise<number> {
   try {
     switch (command) {
       case 'report': {
+        installSignalHandlers(log);
         const result = await runReport({
           configFile: values.config ?? 'config/viz.yaml',
           release: values.release ?? process.env.CONVLENS_RELEASE ?? undefined,

@@ -21,6 +21,7 @@ const FS_REASONS: Record<string, [string, string]> = {
   EPERM: ['the operation is not permitted', 'Make the folder writable for this user, or point output.dir elsewhere.'],
   ENOTDIR: ['a part of the path is a file, not a folder', 'Remove or rename that file, or point output.dir at a folder.'],
   EISDIR: ['a folder is in the way of a file', 'Remove or rename that folder.'],
+  EEXIST: ['a file is where a folder should be', 'Remove or rename that file, or point output.dir at a folder.'],
   EMFILE: ['too many files are open', 'Raise the open-file limit (ulimit -n) and run again.'],
 };
 

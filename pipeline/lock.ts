@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
 import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -15,12 +16,14 @@ interface Holder {
 export interface OutputLock {
   /** Removes the lock file (only if it is still this process's). */
   release(): Promise<void>;
+  /** release, synchronously (for a signal handler). */
+  releaseSync(): void;
 }
 
 const LOCK = '.convlens.lock';
 
 /** Whether a process with this pid runs on this machine (EPERM: it runs, as another user). */
-function alive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -47,10 +50,16 @@ export async function lockOutput(outputDir: string, opts: { wait?: boolean; logg
     try {
       await link(tmp, path);
       await rm(tmp, { force: true });
+      const mine = (text: string) => { try { const h = JSON.parse(text) as Holder; return h.pid === me.pid && h.host === me.host && h.started === me.started; } catch { return false; } };
       return {
         release: async () => {
-          const now = await readHolder(path);
-          if (now && now !== 'gone' && now.pid === me.pid && now.host === me.host && now.started === me.started) await rm(path, { force: true });
+          const text = await readFile(path, 'utf8').catch(() => '');
+          if (mine(text)) await rm(path, { force: true });
+        },
+        releaseSync: () => {
+          let text = '';
+          try { text = readFileSync(path, 'utf8'); } catch { return; }
+          if (mine(text)) rmSync(path, { force: true });
         },
       };
     } catch (err) {
@@ -59,7 +68,7 @@ export async function lockOutput(outputDir: string, opts: { wait?: boolean; logg
     }
     const holder = await readHolder(path);
     if (holder === 'gone') continue;
-    if (!holder || (holder.host === me.host && !alive(holder.pid))) {
+    if (!holder || (holder.host === me.host && !processAlive(holder.pid))) {
       opts.logger.warn(`${path}: taking over a lock left by ${holder ? `pid ${holder.pid} (started ${holder.started}), which is no longer running` : 'a run that left it unreadable'}`);
       await rm(path, { force: true });
       continue;

@@ -1,10 +1,36 @@
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { swapDir, writeFileAtomic, writeJsonAtomic } from './fs-atomic.ts';
 import { encodeNpy } from './npy.ts';
 import { encodeImage } from './render.ts';
 import { type Artifact, type Manifest, parseManifest } from './manifest.ts';
+
+/** The file that marks a staging folder as convlens's own unfinished release. */
+const STAGING_MARK = '.convlens-staging';
+
+/**
+ * Removes the staging folders of unfinished releases in `releasesDir` (hidden
+ * `.<release>.staging-<hex>` folders holding convlens's mark; call while holding the output
+ * lock, so none of them belongs to a live run). Returns how many went.
+ */
+export async function sweepStaging(releasesDir: string): Promise<number> {
+  let removed = 0;
+  let entries: string[];
+  try {
+    entries = await readdir(releasesDir);
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    if (!/^\..+\.staging-[0-9a-f]+$/.test(e)) continue;
+    if (!(await stat(join(releasesDir, e, STAGING_MARK)).catch(() => undefined))) continue;
+    await rm(join(releasesDir, e), { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
+}
 
 /** Lower-case slug for file names: layer names like "block1/conv:0" stay readable and safe. */
 export function slug(s: string): string {
@@ -95,6 +121,7 @@ export class ReleaseWriter implements ArtifactSink {
 
   async open(): Promise<void> {
     await mkdir(this.staging, { recursive: true });
+    await writeFileAtomic(join(this.staging, STAGING_MARK), `${process.pid}\n`);
   }
 
   /** Writes a picture and registers it; `raw` also saves the float map as .npy beside it. */
@@ -161,6 +188,7 @@ export class ReleaseWriter implements ArtifactSink {
     const missing = (await Promise.all(listed.map(async (p) => ((await stat(join(this.staging, p)).catch(() => undefined)) ? undefined : p)))).filter(Boolean);
     if (missing.length) throw new Error(`convlens: internal error: the manifest lists files that were not written: ${missing.slice(0, 5).join(', ')}`);
     await writeJsonAtomic(join(this.staging, 'manifest.json'), checked);
+    await rm(join(this.staging, STAGING_MARK), { force: true });
     const final = join(this.releasesDir, this.release);
     await swapDir(this.staging, final);
     return final;
@@ -168,5 +196,10 @@ export class ReleaseWriter implements ArtifactSink {
 
   async abort(): Promise<void> {
     await rm(this.staging, { recursive: true, force: true });
+  }
+
+  /** abort, synchronously (for a signal handler). */
+  abortSync(): void {
+    rmSync(this.staging, { recursive: true, force: true });
   }
 }

@@ -21,7 +21,9 @@ import { shareWork } from './compute/share.ts';
 import { loadModel } from './model/load.ts';
 import { encodeImage } from './render.ts';
 import { lockOutput, type OutputLock } from './lock.ts';
-import { ReleaseWriter, replay } from './release-writer.ts';
+import { recoverSwaps } from './fs-atomic.ts';
+import { onInterrupt } from './interrupt.ts';
+import { ReleaseWriter, replay, sweepStaging } from './release-writer.ts';
 import { renderSummaries } from './summary.ts';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -204,11 +206,15 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
   let lock: OutputLock;
   try {
     lock = await lockOutput(outputDir, { wait: opts.wait, logger, configKey: outputKey });
+    await sweepOutput(outputDir, logger);
     await writer.open();
   } catch (err) {
     model.dispose();
+    await lock!?.release().catch(() => undefined);
     throw fileSystemError(err, 'creating the release folder in', outputKey) ?? err;
   }
+  // on SIGINT / SIGTERM: no staging folder and no lock left behind
+  const undo = onInterrupt(() => { writer.abortSync(); lock.releaseSync(); });
   let input: tf.Tensor4D | undefined;
   try {
     const batch = await timed('decode samples', () => loadImages(sampleRefs, pre), sampleRefs.length);
@@ -316,6 +322,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
     await writer.abort().catch(() => undefined);
     throw fileSystemError(err, 'writing', outputKey) ?? err;
   } finally {
+    undo();
     await lock.release().catch(() => undefined);
     input?.dispose();
     model.dispose();
@@ -344,6 +351,20 @@ async function runPerSample(def: MethodDef, opts: Record<string, unknown>, ctx: 
     for (const line of r.logs) if (!said.has(line.msg)) { said.add(line.msg); ctx.logger[line.level](line.msg); }
     await replay(r.ops, ctx.out);
   }
+}
+
+/**
+ * What killed runs left in the output folder (call while holding its lock): unfinished release
+ * staging folders, swaps interrupted between their renames (finished or rolled back), the site
+ * build's temp folders and cache.
+ */
+async function sweepOutput(outputDir: string, logger: Logger): Promise<void> {
+  const releasesDir = join(outputDir, 'releases');
+  const staged = await sweepStaging(releasesDir);
+  if (staged) logger.info(`removed ${staged} unfinished release${staged === 1 ? '' : 's'} left by interrupted runs`);
+  for (const name of await recoverSwaps(releasesDir)) logger.warn(`release ${name}: put back the copy an interrupted run had set aside while replacing it`);
+  const { sweepSite } = await import('./site.ts');
+  for (const line of await sweepSite(outputDir)) logger.debug(`site: ${line} (left by an interrupted run)`);
 }
 
 export function datasetAccess(refs: ImageRef[], pre: Preprocessing, defaultBatch: number): DatasetAccess {

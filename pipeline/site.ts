@@ -1,7 +1,8 @@
-import { existsSync } from 'node:fs';
-import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { swapDir } from './fs-atomic.ts';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync } from 'node:fs';
+import { cp, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { recoverSwaps, swapDir } from './fs-atomic.ts';
+import { onInterrupt } from './interrupt.ts';
+import { processAlive } from './lock.ts';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -62,8 +63,10 @@ async function buildSiteNow(opts: BuildSiteOptions): Promise<BuiltSite> {
   const id = randomBytes(6).toString('hex');
   const tmpDir = join(dirname(siteDir), `.${basename(siteDir)}.${id}.tmp`);
   const staged = !isInside(repoRoot, tmpDir);
-  const astroOut = staged ? join(repoRoot, 'node_modules', '.cache', 'convlens', `site-${id}`) : tmpDir;
-  const cacheDir = await mkdtemp(join(tmpdir(), 'convlens-astro-cache-'));
+  const astroOut = staged ? join(STAGE_ROOT, `site-${process.pid}-${id}`) : tmpDir;
+  const cacheDir = join(outputDir, CACHE, `astro-${id}`);
+  await mkdir(cacheDir, { recursive: true });
+  const undo = onInterrupt(() => { for (const d of [tmpDir, join(outputDir, CACHE), ...(staged ? [astroOut] : [])]) rmSync(d, { recursive: true, force: true }); });
   const restoreEnv = setEnv({
     CONVLENS_OUTPUT_DIR: outputDir,
     CONVLENS_RELEASE: opts.release,
@@ -97,9 +100,45 @@ async function buildSiteNow(opts: BuildSiteOptions): Promise<BuiltSite> {
   } finally {
     restoreCwd?.();
     restoreEnv();
-    await rm(cacheDir, { recursive: true, force: true }).catch(() => undefined);
+    await rm(join(outputDir, CACHE), { recursive: true, force: true }).catch(() => undefined);
     if (staged) await rm(astroOut, { recursive: true, force: true }).catch(() => undefined);
+    undo();
   }
+}
+
+/** Where staged builds go inside the convlens folder (Astro must build inside it; see enterRepoRoot). */
+const STAGE_ROOT = join(repoRoot, 'node_modules', '.cache', 'convlens');
+/** Astro's cache during a build, under the output folder. */
+const CACHE = '.convlens-cache';
+
+/**
+ * Removes what a killed site build left (call while holding the output lock): the temp folders
+ * beside the site, Astro's cache under the output folder, and staged builds under the convlens
+ * folder whose process is gone; and finishes or rolls back an interrupted swap of the site.
+ * Returns what it did, for the log.
+ */
+export async function sweepSite(outputDir: string, siteDir = join(outputDir, 'site')): Promise<string[]> {
+  const done: string[] = [];
+  const parent = dirname(resolve(siteDir));
+  if ((await recoverSwaps(parent)).length) done.push(`put back ${siteDir} from an interrupted swap`);
+  const tmp = new RegExp(`^\\.${basename(siteDir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.[0-9a-f]{12}\\.tmp$`);
+  for (const e of await readdir(parent).catch(() => [] as string[])) {
+    if (tmp.test(e)) {
+      await rm(join(parent, e), { recursive: true, force: true });
+      done.push(`removed ${join(parent, e)}`);
+    }
+  }
+  if (existsSync(join(outputDir, CACHE))) {
+    await rm(join(outputDir, CACHE), { recursive: true, force: true });
+    done.push(`removed ${join(outputDir, CACHE)}`);
+  }
+  for (const e of await readdir(STAGE_ROOT).catch(() => [] as string[])) {
+    const pid = Number(/^site-(\d+)-[0-9a-f]+$/.exec(e)?.[1]);
+    if (!pid || processAlive(pid)) continue;
+    await rm(join(STAGE_ROOT, e), { recursive: true, force: true });
+    done.push(`removed ${join(STAGE_ROOT, e)}`);
+  }
+  return done;
 }
 
 /**

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { yieldIfDue } from '../interrupt.ts';
 import { z } from 'zod';
 import { ConvlensError } from '../errors.ts';
 import { classScore, type ModelAdapter } from '../model/adapter.ts';
@@ -41,7 +42,7 @@ export function inputGradients(model: ModelAdapter, x: tf.Tensor4D, targets: rea
  * Points are made and differentiated in chunks of the adapter's backward batch, so only one
  * chunk is in memory at a time.
  */
-export function meanInputGradient(model: ModelAdapter, count: number, target: number, points: (start: number, size: number) => tf.Tensor4D, onChunk?: (done: number) => void): tf.Tensor3D {
+export async function meanInputGradient(model: ModelAdapter, count: number, target: number, points: (start: number, size: number) => tf.Tensor4D, onChunk?: (done: number) => void): Promise<tf.Tensor3D> {
   const chunk = Math.max(1, model.backwardBatch);
   let sum: tf.Tensor3D | undefined;
   for (let start = 0; start < count; start += chunk) {
@@ -63,6 +64,7 @@ export function meanInputGradient(model: ModelAdapter, count: number, target: nu
       sum = part;
     }
     onChunk?.(start + size);
+    await yieldIfDue();
   }
   if (!sum) throw new Error('convlens: internal error: meanInputGradient needs count >= 1');
   const mean = tf.div(sum, count) as tf.Tensor3D;

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { yieldIfDue } from '../interrupt.ts';
 import { headProbabilities } from '../model/head.ts';
 import { z } from 'zod';
 import { ConvlensError, nearest } from '../errors.ts';
@@ -119,7 +120,7 @@ export const classVisualization = defineMethod({
     const progress = ctx.logger.progress('class-visualization', opts.steps * jobs.length);
     let flagged = 0;
     for (const job of jobs) {
-      const result = optimise(ctx.model, job, { ...opts, range, channelOrder: ctx.settings.channelOrder }, () => progress.tick());
+      const result = await optimise(ctx.model, job, { ...opts, range, channelOrder: ctx.settings.channelOrder }, () => progress.tick());
       try {
         flagged += await writeResults(ctx, job, result, opts, range);
       } finally {
@@ -208,12 +209,12 @@ interface OptimiseResult {
 }
 
 /** Gradient ascent for one batch of images sharing an objective type. */
-export function optimise(
+export async function optimise(
   model: ModelAdapter,
   job: Job,
   opts: Omit<Options, 'inputRange'> & { range: InputRange; channelOrder: 'rgb' | 'bgr' },
   tick: () => void = () => {},
-): OptimiseResult {
+): Promise<OptimiseResult> {
   const [h, w, c] = model.inputShape;
   const keys = job.kind === 'class' ? job.targets.map((t) => `class:${t}`) : job.channels.map((k) => `channel:${job.layer}:${k}`);
   const n = keys.length;
@@ -286,6 +287,7 @@ export function optimise(
       p.dispose();
       p = projected;
       tick();
+      await yieldIfDue();
     }
     const images = param.image(p);
     const { logits, activations } = model.forward(images, layers);

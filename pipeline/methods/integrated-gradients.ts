@@ -73,7 +73,7 @@ export const integratedGradients = defineMethod({
         const diff = tf.sub(x, base) as tf.Tensor4D;
         let done = 0;
         try {
-          const meanGrad = meanInputGradient(ctx.model, m, targets[i], (start, size) => tf.tidy(() => {
+          const meanGrad = await meanInputGradient(ctx.model, m, targets[i], (start, size) => tf.tidy(() => {
             const a = tf.tensor1d(Array.from({ length: size }, (_, k) => (start + k + 1) / m)).reshape([size, 1, 1, 1]);
             return tf.add(base, tf.mul(a, diff)) as tf.Tensor4D;
           }), (k) => { bar.tick(k - done); done = k; });

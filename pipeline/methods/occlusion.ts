@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { yieldIfDue } from '../interrupt.ts';
 import { z } from 'zod';
 import { ConvlensError } from '../errors.ts';
 import { alphaOption, writeSampleMaps } from './maps.ts';
@@ -185,6 +186,7 @@ async function occlusionMap(
         }
       });
       tick(chunk.length);
+      await yieldIfDue();
     }
   } finally {
     tf.dispose([x, b]);

@@ -52,7 +52,7 @@ export const smoothgrad = defineMethod({
         const noise = tf.tensor4d(normals(mulberry32(opts.seed + ctx.samples[i].index), opts.n * H * W * C).map((v) => v * sigma), [opts.n, H, W, C]);
         let done = 0;
         try {
-          means.push(meanInputGradient(ctx.model, opts.n, targets[i],
+          means.push(await meanInputGradient(ctx.model, opts.n, targets[i],
             (start, size) => tf.tidy(() => tf.add(x, tf.slice(noise, [start, 0, 0, 0], [size, -1, -1, -1])) as tf.Tensor4D),
             (k) => { bar.tick(k - done); done = k; }));
         } finally {

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { yieldIfDue } from '../interrupt.ts';
 import type { Progress } from '../logger.ts';
 import type { ModelAdapter } from '../model/adapter.ts';
 import type { DatasetAccess } from '../methods/types.ts';
@@ -188,9 +189,15 @@ export function perturbationCurves(model: ModelAdapter, shape: [number, number, 
  * more cores.
  */
 export async function perturbationCurvesPooled(model: ModelAdapter, pool: WorkerPool | undefined, shape: [number, number, number], specs: readonly CurveSpec[], pixelsPerStep: number, batchSize: number, progress?: Progress): Promise<number[][]> {
-  if (!pool) return perturbationCurves(model, shape, specs, pixelsPerStep, batchSize, progress);
   const [H, W, C] = shape;
   const { size, n, curves } = checkSpecs(shape, specs, pixelsPerStep);
+  if (!pool) {
+    for (const b of curveBatches(specs, curves, size, C, n, pixelsPerStep, batchSize)) {
+      onMain(model, shape, b, progress);
+      await yieldIfDue();
+    }
+    return curves;
+  }
   const pending = new Set<Promise<void>>();
   for (const b of curveBatches(specs, curves, size, C, n, pixelsPerStep, batchSize)) {
     const m = b.rows.length;

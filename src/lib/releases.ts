@@ -25,8 +25,12 @@ export interface ReleaseEntry {
 
 let cache: { key: string; entries: ReleaseEntry[] } | undefined;
 
-/** Folder names that are work in progress of the pipeline (staging and replaced releases). */
-const TRANSIENT = /^\.|\.old-[0-9a-f]+$|\.staging-[0-9a-f]+$/;
+/**
+ * Folder names that are work in progress of the pipeline (staging and replaced releases): all
+ * hidden, since release names start with a letter or digit; so a release the user named
+ * `x.old-1234` is listed like any other.
+ */
+const TRANSIENT = /^\./;
 
 export function listReleases(loc: ReleaseLocation = releaseLocation()): ReleaseEntry[] {
   const dir = join(loc.outputDir, 'releases');

@@ -27,7 +27,7 @@ describe('readable errors for file-system and parse failures', () => {
     await writeFile(p.config, `release: r\nmodel: { path: model, labels: model/labels.txt }\ndata:\n  samples: { folder: images }\ncompute: { backend: wasm }\noutput: { dir: not-a-folder }\n`);
     const err = await runReport({ configFile: p.config, logger: silentLogger, site: false }).then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(ConvlensError);
-    expect((err as Error).message).toMatch(/^viz\.yaml: output\.dir: creating the release folder in .*not-a-folder.* failed: a part of the path is a file, not a folder \(ENOTDIR\)$/);
+    expect((err as Error).message).toMatch(/^viz\.yaml: output\.dir: creating the release folder in .*not-a-folder.* failed: (a part of the path is a file, not a folder \(ENOTDIR\)|a file is where a folder should be \(EEXIST\))$/);
     expect(formatError(err)).not.toMatch(/unexpected error/);
   }, 60_000);
 
