@@ -24,7 +24,7 @@ export const DEFAULTS = {
     resize: 'fill' as 'fill' | 'cover' | 'contain',
   },
   data: { samples: { limit: 16 }, dataset: { limit: 2000 } },
-  compute: { backend: 'auto' as (typeof BACKEND_CHOICES)[number], batchSize: 32, workers: 'auto' as 'auto' | number },
+  compute: { backend: 'auto' as (typeof BACKEND_CHOICES)[number], batchSize: 32, workers: 'auto' as 'auto' | number, seed: 0 },
   output: { dir: 'output', imageFormat: 'png' as 'png' | 'webp', colormap: 'turbo' as const },
   site: { base: '/' },
   methods: methodDefaults(),
@@ -73,6 +73,8 @@ export const ConfigSchema = z.strictObject({
       .describe('Images per forward pass; backward passes use micro-batches within the wasm heap'),
     workers: z.union([z.literal('auto'), z.number().int().min(0).max(64)]).default(DEFAULTS.compute.workers)
       .describe('Worker threads on the wasm and cpu backends, each with its own tfjs and copy of the model, beside the main thread: per-sample methods, dataset passes and the metrics\' curves ("auto": one per core beyond the first, at most 7; 0: main thread only). Results do not depend on it'),
+    seed: z.number().int().nonnegative().max(2 ** 31).default(DEFAULTS.compute.seed)
+      .describe('The seed every random draw of a run starts from (SmoothGrad noise, class visualization, embedding, the metrics\' random baselines and re-initialised weights); each of those adds its own seed option'),
   }).prefault({}),
   output: z.strictObject({
     dir: z.string().min(1).default(DEFAULTS.output.dir).describe('Folder for releases/<release>/ and site/ (relative to this file)'),

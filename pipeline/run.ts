@@ -245,7 +245,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
       dataset: config.data.dataset ? datasetAccess(datasetRefs, pre, config.compute.batchSize) : undefined,
       out: writer,
       logger,
-      settings: { colormap: config.output.colormap, batchSize: config.compute.batchSize, channelOrder: config.input.channelOrder },
+      settings: { colormap: config.output.colormap, batchSize: config.compute.batchSize, channelOrder: config.input.channelOrder, seed: config.compute.seed },
     };
     // wasm and cpu run one thread per tfjs instance; libtensorflow (tfjs-node) already uses every core
     const oneThread = prep.backend.name === 'wasm' || prep.backend.name === 'cpu';

@@ -73,7 +73,7 @@ export const classVisualization = defineMethod({
     inputRange: z.union([z.enum(['auto', 'samples']), rangePair, z.array(rangePair).min(1).max(3)]).default('auto')
       .describe('Valid range of preprocessed pixels: "auto" (pixels 0..255 through input.scale/mean/std), "samples" (per-channel min/max of the sample inputs), [lo, hi], or one [lo, hi] per channel'),
     minProbability: z.number().min(0).max(1).default(0.5).describe('A class image whose probability stays below this is flagged "did not reach the target"'),
-    seed: z.number().int().default(0).describe('Seed of the starting image and the random transforms'),
+    seed: z.number().int().default(0).describe('Added to compute.seed: the seed of the starting image and the random transforms'),
   }),
   /** `classNames`: when the caller passes them, class names are checked here too (else in run). */
   check(opts, model, classNames?: readonly string[]) {
@@ -120,7 +120,7 @@ export const classVisualization = defineMethod({
     const progress = ctx.logger.progress('class-visualization', opts.steps * jobs.length);
     let flagged = 0;
     for (const job of jobs) {
-      const result = await optimise(ctx.model, job, { ...opts, range, channelOrder: ctx.settings.channelOrder }, () => progress.tick());
+      const result = await optimise(ctx.model, job, { ...opts, seed: ctx.settings.seed + opts.seed, range, channelOrder: ctx.settings.channelOrder }, () => progress.tick());
       try {
         flagged += await writeResults(ctx, job, result, opts, range);
       } finally {

@@ -59,7 +59,7 @@ export const embedding = defineMethod({
     neighbors: z.number().int().min(2).default(15).describe('UMAP neighbours'),
     minDist: z.number().min(0).default(0.1).describe('UMAP minimum distance'),
     epochs: z.number().int().min(0).default(0).describe('UMAP epochs (0: umap-js default for the dataset size)'),
-    seed: z.number().int().default(0).describe('Seed for the random parts (t-SNE random init, UMAP)'),
+    seed: z.number().int().default(0).describe('Added to compute.seed: the seed of the random parts (t-SNE random init, UMAP, scatter jitter)'),
     thumbSize: z.number().int().min(8).max(256).default(64).describe('Thumbnails are downscaled to at most this many pixels per side'),
   }),
   check(opts, model) {
@@ -77,7 +77,8 @@ export const embedding = defineMethod({
     const f = await datasetFeatures(ctx, layer.name, opts.thumbSize);
     const featureSeconds = (performance.now() - t0) / 1000;
 
-    const reduceOpts: ReduceOptions = { ...opts, algorithm: opts.algorithm };
+    const seed = ctx.settings.seed + opts.seed;
+    const reduceOpts: ReduceOptions = { ...opts, seed, algorithm: opts.algorithm };
     const t1 = performance.now();
     const r = reduceTo2d(f.features, n, f.dims, reduceOpts, (label, total) => ctx.logger.progress(label, total));
     const seconds = (performance.now() - t1) / 1000;
@@ -123,7 +124,7 @@ export const embedding = defineMethod({
       stats,
     }, { algorithm: opts.algorithm, implementation: r.implementation, layer: layer.name, dims: f.dims, stats, legend, points }, f.thumbs);
 
-    const scatter = drawScatter(r.y, groups, { seed: opts.seed });
+    const scatter = drawScatter(r.y, groups, { seed });
     const legendText = legend.length === 0 ? 'no labels, all points gray'
       : `colours: ${legend.slice(0, 20).map((l) => `${l.name} ${groupColorName(l.group)}`).join(', ')}${legend.length > 20 ? `, and ${legend.length - 20} more classes (colours repeat)` : ''}`;
     await ctx.out.image('embedding', 'scatter', {

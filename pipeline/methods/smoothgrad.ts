@@ -31,7 +31,7 @@ export const smoothgrad = defineMethod({
     target: targetOption,
     n: z.number().int().min(1).max(1000).default(25).describe('Noisy copies per image (one backward pass each; the paper uses 50)'),
     noise: z.number().min(0).max(1).default(0.15).describe('Noise standard deviation as a fraction of the image value range (max - min)'),
-    seed: z.number().int().default(0).describe('Seed of the noise (sample i uses seed + i)'),
+    seed: z.number().int().default(0).describe('Added to compute.seed: the seed of the noise (sample i uses compute.seed + seed + i)'),
     variant: channelReduceOption,
     alpha: alphaOption,
   }),
@@ -49,7 +49,7 @@ export const smoothgrad = defineMethod({
         const sigma = opts.noise * tf.tidy(() => tf.sub(tf.max(x), tf.min(x)).dataSync()[0]);
         sigmas.push(sigma);
         // the project's generator: tfjs treats seed 0 as "no seed", and its draws depend on the backend
-        const noise = tf.tensor4d(normals(mulberry32(opts.seed + ctx.samples[i].index), opts.n * H * W * C).map((v) => v * sigma), [opts.n, H, W, C]);
+        const noise = tf.tensor4d(normals(mulberry32(ctx.settings.seed + opts.seed + ctx.samples[i].index), opts.n * H * W * C).map((v) => v * sigma), [opts.n, H, W, C]);
         let done = 0;
         try {
           means.push(await meanInputGradient(ctx.model, opts.n, targets[i],
@@ -63,7 +63,7 @@ export const smoothgrad = defineMethod({
       try {
         await writeSampleMaps(ctx, { raw: map, display: map }, { reading: 'bright pixels change the score most, in either direction', 
           method: 'smoothgrad', title: 'SmoothGrad', targets, alpha: opts.alpha,
-          stats: (i) => ({ variant: opts.variant, n: opts.n, noise: opts.noise, sigma: sigmas[i], seed: opts.seed + ctx.samples[i].index }),
+          stats: (i) => ({ variant: opts.variant, n: opts.n, noise: opts.noise, sigma: sigmas[i], seed: ctx.settings.seed + opts.seed + ctx.samples[i].index }),
         });
       } finally {
         map.dispose();

@@ -45,7 +45,8 @@ export interface MethodContext {
   /** Where artifacts go: the release, or a capture a worker sends back (release-writer.ts). */
   out: ArtifactSink;
   logger: Logger;
-  settings: { colormap: Colormap; batchSize: number; channelOrder: 'rgb' | 'bgr' };
+  /** seed: compute.seed, the seed every random draw of the run starts from (methods add their own `seed` option). */
+  settings: { colormap: Colormap; batchSize: number; channelOrder: 'rgb' | 'bgr'; seed: number };
   /**
    * Worker threads with their own copy of the model's own weights, for batches of plain forward
    * passes (the metrics' curves, the dataset passes); absent: everything runs on the main thread.

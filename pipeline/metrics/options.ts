@@ -16,7 +16,7 @@ export const metricsOptions = z.strictObject({
   methods: z.union([z.literal('all'), z.array(z.string().min(1)).min(1)]).default('all')
     .describe('Methods whose maps are evaluated: "all" (every method that wrote per-sample class heatmaps, except contrastive variants) or a list of method ids'),
   baselineSeed: z.number().int().nonnegative().default(0)
-    .describe('Seed of the random baseline maps (uniform noise on each evaluated map\'s grid, upsampled like the maps; sample i uses seed + i)'),
+    .describe('Added to compute.seed: the seed of the random baseline maps (uniform noise on each evaluated map\'s grid, upsampled like the maps; sample i uses compute.seed + baselineSeed + i)'),
   curves: z.boolean().default(true).describe('Draw the deletion/insertion curves as pictures (per sample and the mean)'),
   deletion: z.strictObject({
     enabled: z.boolean().default(true),
@@ -35,7 +35,7 @@ export const metricsOptions = z.strictObject({
     enabled: z.boolean().default(true),
     maxSteps: z.number().int().min(1).max(1000).default(6)
       .describe('Cascade points at which maps are recomputed, evenly spaced over the weighted layers from the top (the first randomizes only the output layer, the last all of them); each point reruns every evaluated method'),
-    seed: z.number().int().nonnegative().default(0).describe('Seed of the re-initialised weights'),
+    seed: z.number().int().nonnegative().default(0).describe('Added to compute.seed: the seed of the re-initialised weights'),
     threshold: z.number().min(-1).max(1).default(0.5)
       .describe('Flag a method whose mean Spearman correlation of |map| with the original, after the full cascade, is above this'),
     methods: z.array(z.string().min(1)).min(1).optional()

@@ -96,7 +96,8 @@ const meanOf = (xs: (number | null)[]) => {
 /** Runs the cascade for the given methods and returns the table (see the module comment). */
 export async function randomizationTest(ctx: MethodContext, methods: readonly EvaluatedMethod[], opts: MetricsOptions['randomization'], logger: Logger): Promise<RandomizationMetric> {
   const layers = weightedLayersTopDown(ctx.model);
-  const base: RandomizationMetric = { seed: opts.seed, threshold: opts.threshold, layers, steps: [], methods: [] };
+  const seed = ctx.settings.seed + opts.seed;
+  const base: RandomizationMetric = { seed, threshold: opts.threshold, layers, steps: [], methods: [] };
   if (layers.length === 0 || methods.length === 0) {
     return { ...base, note: layers.length === 0 ? 'the model has no layers with weights' : 'no methods to test' };
   }
@@ -116,7 +117,7 @@ export async function randomizationTest(ctx: MethodContext, methods: readonly Ev
   const root = await mkdtemp(join(tmpdir(), 'convlens-randomization-'));
   try {
     for (let k = 0; k < counts.length; k++) {
-      await ctx.model.withRandomizedLayers(layers.slice(0, counts[k]), opts.seed, async () => {
+      await ctx.model.withRandomizedLayers(layers.slice(0, counts[k]), seed, async () => {
         for (let j = 0; j < methods.length; j++) {
           const m = methods[j];
           const out = new ReleaseWriter(root, `step-${k + 1}-${j}`, 'png');

@@ -114,7 +114,7 @@ export async function runMetrics(ctx: MetricsContext, input: MetricsInput, optio
   for (const grid of gridOfMethod.values()) {
     const id = baselineId(grid, [H, W]);
     if (!baselines.has(id)) {
-      baselines.set(id, { grid, maps: ctx.samples.map((_, i) => toInputSize(noiseMap(grid[0] * grid[1], opts.baselineSeed + i), grid, H, W)) });
+      baselines.set(id, { grid, maps: ctx.samples.map((_, i) => toInputSize(noiseMap(grid[0] * grid[1], ctx.settings.seed + opts.baselineSeed + i), grid, H, W)) });
     }
   }
   const againstOf = (m: string) => baselineId(gridOfMethod.get(m)!, [H, W]);

@@ -43,7 +43,7 @@ export async function methodContext(model: ModelAdapter, input: tf.Tensor4D, opt
     dataset: opts.dataset,
     out,
     logger: opts.logger ?? new MemoryLogger(),
-    settings: { colormap: opts.colormap ?? 'gray', batchSize: 16, channelOrder: 'rgb' },
+    settings: { colormap: opts.colormap ?? 'gray', batchSize: 16, channelOrder: 'rgb', seed: 0 },
   };
 }
 

@@ -59,7 +59,7 @@ describe('worker pool', () => {
       samples: [{ index: 4, id: 's4', source: 's4.png', display: new Uint8Array(16 * 16 * 3).fill(100), target: 1 }],
       input, shape: [1, 16, 16, 3], classes: ['a', 'b', 'c'],
       preprocessing: { size: [16, 16], channels: 3, channelOrder: 'rgb', scale: 1 / 255, mean: [0], std: [1], resize: 'fill' },
-      settings: { colormap: 'turbo', batchSize: 4, channelOrder: 'rgb' }, imageFormat: 'png',
+      settings: { colormap: 'turbo', batchSize: 4, channelOrder: 'rgb', seed: 0 }, imageFormat: 'png',
     };
     const here = await runMethodTask(model, task);
     const remote = await pool!.method({ ...task, input: input.slice() });
