@@ -22,6 +22,7 @@ export const DEFAULTS = {
     mean: [0],
     std: [1],
     resize: 'fill' as 'fill' | 'cover' | 'contain',
+    exifOrientation: 'ignore' as 'apply' | 'ignore',
   },
   data: { samples: { limit: 16 }, dataset: { limit: 2000 } },
   compute: { backend: 'auto' as (typeof BACKEND_CHOICES)[number], batchSize: 32, workers: 'auto' as 'auto' | number, seed: 0 },
@@ -61,6 +62,8 @@ export const ConfigSchema = z.strictObject({
     mean: z.array(z.number()).min(1).max(3).default(DEFAULTS.input.mean).describe('Subtracted after scaling, per channel or one for all'),
     std: z.array(z.number().positive()).min(1).max(3).default(DEFAULTS.input.std).describe('Divided by after the mean, per channel or one for all'),
     resize: z.enum(['fill', 'cover', 'contain']).default(DEFAULTS.input.resize).describe('fill: stretch; cover: crop to fill; contain: letterbox'),
+    exifOrientation: z.enum(['apply', 'ignore']).default(DEFAULTS.input.exifOrientation)
+      .describe('ignore: pixels as stored, as tf.io.decode_image, PIL and Keras\' loaders read them (the default: what the model saw in training); apply: rotate photos by their EXIF orientation first'),
   }).prefault({}),
   data: z.strictObject({
     samples: dataSource(DEFAULTS.data.samples.limit).describe('Images explained one by one'),

@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { Config, LoadedConfig } from './config.ts';
@@ -71,6 +71,8 @@ export interface Preprocessing {
   mean: number[];
   std: number[];
   resize: 'fill' | 'cover' | 'contain';
+  /** Rotate by the EXIF orientation before anything else (input.exifOrientation: apply). */
+  exifOrientation?: 'apply' | 'ignore';
 }
 
 export interface PreprocessedImage {
@@ -239,13 +241,15 @@ async function listFolder(folder: string, limit: number, ctx: ListContext, confi
   const groups: { name: string; label?: number; labelName?: string; files: string[] }[] = [];
   const loose: string[] = [];
   let unmatched: string[] = [];
+  const walk: Walk = { seen: new Set([await realpath(root)]), loops: [], other: new Map() };
   for (const e of entries) {
     if (e.name.startsWith('.')) continue;
     const full = join(root, e.name);
     const kind = await entryKind(full, e);
     if (kind === 'file' && isImageName(e.name)) loose.push(e.name);
+    else if (kind === 'file') countOther(walk, e.name);
     else if (kind === 'dir') {
-      const files = await walkImages(full, '');
+      const files = await walkImages(full, '', walk);
       if (files.length === 0) continue;
       const lab = resolveLabel(e.name, ctx.classNames, { origin, folder: full });
       if (lab.unmatched) unmatched.push(e.name);
@@ -257,6 +261,13 @@ async function listFolder(folder: string, limit: number, ctx: ListContext, confi
     throw new ConvlensError(`${origin}: no images in ${root} (looked for ${IMAGE_EXTENSIONS.join(', ')} in it and in its class subfolders)`, {
       hint: `Put images in ${folder}/<class>/, one subfolder per class, or point ${key} at the folder that holds them.`,
     });
+  }
+  if (walk.loops.length) {
+    ctx.logger?.warn(`${origin}: ${walk.loops.length} symbolic link${walk.loops.length === 1 ? '' : 's'} lead${walk.loops.length === 1 ? 's' : ''} back into folders already listed (${walk.loops.slice(0, 3).join(', ')}${walk.loops.length > 3 ? ', ...' : ''}); each folder's images are listed once`);
+  }
+  if (walk.other.size) {
+    const kinds = [...walk.other.entries()].sort((a, b) => b[1] - a[1]).map(([ext, n]) => `${n} ${ext}`);
+    ctx.logger?.warn(`${origin}: skipped ${kinds.join(', ')} image file(s): folders are read for ${IMAGE_EXTENSIONS.join(', ')} only; convert them, or list them by name in a list file (sharp decodes most formats)`);
   }
   // Unlabelled loose images first, then classes by index, then by name.
   groups.sort((a, b) => (a.name === '' ? -1 : b.name === '' ? 1 : 0)
@@ -303,15 +314,44 @@ export function balancedCounts(sizes: readonly number[], limit: number): number[
   return take;
 }
 
-/** Image files under `dir`, recursively, as `/`-joined paths relative to it. */
-async function walkImages(dir: string, prefix: string): Promise<string[]> {
+/** What a folder walk met besides images: real folders seen (symlink loops), skipped files by extension. */
+interface Walk {
+  seen: Set<string>;
+  loops: string[];
+  other: Map<string, number>;
+}
+
+/** Image formats folders may hold that convlens does not read from folders (warned about, not silently dropped). */
+const SKIPPED_IMAGE_EXTENSIONS = new Set(['.gif', '.bmp', '.tif', '.tiff', '.heic', '.heif', '.avif', '.jxl', '.svg', '.ico', '.ppm', '.pgm', '.pbm', '.jp2']);
+
+function countOther(walk: Walk, name: string): void {
+  const ext = extname(name).toLowerCase();
+  if (SKIPPED_IMAGE_EXTENSIONS.has(ext)) walk.other.set(ext, (walk.other.get(ext) ?? 0) + 1);
+}
+
+/**
+ * Image files under `dir`, recursively, as `/`-joined paths relative to it. A folder reached a
+ * second time (a symbolic link back into the tree) is not walked again.
+ */
+async function walkImages(dir: string, prefix: string, walk: Walk): Promise<string[]> {
+  const real = await realpath(dir);
+  if (walk.seen.has(real) && prefix !== '') {
+    walk.loops.push(dir);
+    return [];
+  }
+  walk.seen.add(real);
   const out: string[] = [];
   for (const e of await readdir(dir, { withFileTypes: true })) {
     if (e.name.startsWith('.')) continue;
     const full = join(dir, e.name);
     const kind = await entryKind(full, e);
     if (kind === 'file' && isImageName(e.name)) out.push(prefix + e.name);
-    else if (kind === 'dir') out.push(...await walkImages(full, `${prefix}${e.name}/`));
+    else if (kind === 'file') countOther(walk, e.name);
+    else if (kind === 'dir') {
+      const realSub = await realpath(full);
+      if (walk.seen.has(realSub)) { walk.loops.push(full); continue; }
+      out.push(...await walkImages(full, `${prefix}${e.name}/`, walk));
+    }
   }
   return out;
 }
@@ -678,13 +718,15 @@ export function resolvePreprocessing(
       });
     }
   }
-  return { size, channels, channelOrder: input.channelOrder, scale: input.scale, mean: input.mean, std: input.std, resize: input.resize };
+  return { size, channels, channelOrder: input.channelOrder, scale: input.scale, mean: input.mean, std: input.std, resize: input.resize, exifOrientation: input.exifOrientation };
 }
 
 /**
  * Decodes and preprocesses one image:
- *  1. decode (any format sharp reads; EXIF orientation is not applied, like tf.io.decode_image
- *     and PIL), convert to sRGB 8-bit, flatten alpha onto black;
+ *  1. decode (any format sharp reads; a file libvips warns about, such as a JPEG cut short or
+ *     corrupt mid-file, is an error rather than half an image), apply the EXIF orientation only
+ *     with input.exifOrientation: apply (by default not, like tf.io.decode_image and PIL),
+ *     convert to sRGB 8-bit, flatten alpha onto black;
  *  2. resize to [h, w] (lanczos3): fill stretches; cover scales to cover and crops the centre;
  *     contain scales to fit and pads with black, centred;
  *  3. channels 1: gray = round(0.299 R + 0.587 G + 0.114 B) (ITU-R 601 luma, computed as PIL
@@ -694,7 +736,9 @@ export function resolvePreprocessing(
  */
 export async function preprocessImage(image: string | Buffer, pre: Preprocessing): Promise<PreprocessedImage> {
   const [h, w] = pre.size;
-  const { data, info } = await sharp(image, { failOn: 'error' })
+  let img = sharp(image, { failOn: 'warning' });
+  if (pre.exifOrientation === 'apply') img = img.rotate();
+  const { data, info } = await img
     .flatten({ background: { r: 0, g: 0, b: 0 } })
     .resize(w, h, { fit: pre.resize, position: 'centre', background: { r: 0, g: 0, b: 0, alpha: 1 }, kernel: 'lanczos3' })
     .toColourspace('srgb')

@@ -169,6 +169,10 @@ export async function prepare(configFile: string, logger: Logger, opts: { releas
     model?.dispose();
     problems.throwIfAny();
   }
+  const dupes = [...new Set(classes!.filter((c, i) => classes!.indexOf(c) !== i))];
+  if (dupes.length) {
+    logger.warn(`${label}: model.labels: ${dupes.length} class name${dupes.length === 1 ? '' : 's'} appear more than once (${dupes.slice(0, 5).map((d) => JSON.stringify(d)).join(', ')}${dupes.length > 5 ? ', ...' : ''}); a folder or label with such a name means the first of them, and the site cannot tell them apart. Make the names unique, or use class indices.`);
+  }
   for (const reason of new Set(skipped.map((x) => x.reason))) {
     const ids = skipped.filter((x) => x.reason === reason).map((x) => x.id);
     logger.warn(`${ids.join(', ')} skipped: ${reason} (set methods.<id>.enabled: false in ${label} to silence this)`);

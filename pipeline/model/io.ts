@@ -53,6 +53,7 @@ export async function readModelArtifacts(pathOrUrl: string, baseDir = process.cw
   }
   const format = detectFormat(json);
   const specs: tf.io.WeightsManifestEntry[] = [];
+  let bytesRead = 0;
   const buffers: ArrayBuffer[] = [];
   const shards: Uint8Array[] = [];
   for (const group of json.weightsManifest) {
@@ -61,8 +62,16 @@ export async function readModelArtifacts(pathOrUrl: string, baseDir = process.cw
       const shard = isUrl(location) ? new URL(p, location).toString() : join(dirname(location), p);
       const bytes = await read(shard);
       shards.push(bytes);
+      bytesRead += bytes.byteLength;
       buffers.push(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
     }
+  }
+  const expected = specs.reduce((sum, w) => sum + weightBytes(w), 0);
+  // string weights have no fixed size; a model with any is not checked
+  if (bytesRead !== expected && !specs.some((w) => w.dtype === 'string')) {
+    throw new ConvlensError(`the weight files of ${location} hold ${bytesRead.toLocaleString('en-US')} bytes, but its weightsManifest lists ${expected.toLocaleString('en-US')} (${bytesRead > expected ? 'extra bytes: a shard was appended to or replaced' : 'a shard is cut short'})`, {
+      hint: 'Copy the model folder again from where it was converted (every group*-shard*.bin beside model.json, unmodified), or convert it again.',
+    });
   }
   const artifacts: tf.io.ModelArtifacts = {
     modelTopology: json.modelTopology,
@@ -76,6 +85,15 @@ export async function readModelArtifacts(pathOrUrl: string, baseDir = process.cw
     modelInitializer: json.modelInitializer,
   };
   return { artifacts, format, location, weightsSha256: weightsHash(specs, shards) };
+}
+
+/** Bytes of one weight in the shards: its elements times the (quantized) element size. */
+function weightBytes(w: tf.io.WeightsManifestEntry): number {
+  const n = w.shape.reduce((a, b) => a * b, 1);
+  const q = w.quantization?.dtype;
+  if (q) return n * (q === 'float16' || q === 'uint16' ? 2 : 1);
+  if (w.dtype === 'complex64') return n * 8;
+  return n * (w.dtype === 'bool' ? 1 : 4);
 }
 
 function detectFormat(json: tf.io.ModelJSON): ModelFormat {

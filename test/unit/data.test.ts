@@ -384,7 +384,7 @@ describe('preprocessing', () => {
   });
 
   it('resolvePreprocessing fills size and channels from the model and checks mean/std lengths', () => {
-    const input = { channelOrder: 'rgb' as const, scale: 1 / 255, mean: [0], std: [1], resize: 'fill' as const };
+    const input = { channelOrder: 'rgb' as const, scale: 1 / 255, mean: [0], std: [1], resize: 'fill' as const, exifOrientation: 'ignore' as const };
     expect(resolvePreprocessing(input, { height: 28, width: 32, channels: 1 })).toEqual({ ...input, size: [28, 32], channels: 1 });
     expect(resolvePreprocessing({ ...input, size: [8, 9], channels: 3 }, { height: null, width: null, channels: 3 }).size).toEqual([8, 9]);
     expect(() => resolvePreprocessing({ ...input, mean: [1, 2, 3] }, { height: 28, width: 28, channels: 1 }))
