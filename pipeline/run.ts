@@ -57,7 +57,7 @@ interface Prepared {
   source: string;
   format: Manifest['model']['format'];
   weightsSha256: string;
-  /** model.path resolved against the config file (forward workers load it again). */
+  /** model.path resolved against the config file (the workers load it again). */
   modelPath: string;
   classes: string[];
   methods: { def: MethodDef; opts: Record<string, unknown> }[];

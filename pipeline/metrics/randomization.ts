@@ -123,7 +123,7 @@ export async function randomizationTest(ctx: MethodContext, methods: readonly Ev
           const out = new ReleaseWriter(root, `step-${k + 1}-${j}`, 'png');
           await out.open();
           try {
-            // no forward workers here: they hold the original weights, not the randomized ones
+            // no workers here: they hold the original weights, not the randomized ones
             await m.def.run({ ...ctx, out, logger: quiet, pool: undefined }, m.opts);
             const byId = new Map(out.artifacts.map((a) => [a.id, a]));
             for (let i = 0; i < samples.length; i++) {

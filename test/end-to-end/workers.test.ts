@@ -3,23 +3,14 @@
  * method, the dataset passes and the metrics) with compute.workers 0, 1 and 2 gives byte-identical
  * .npy files and data files, and the same manifest apart from dates and timings.
  */
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../pipeline/backend.ts';
 import { MemoryLogger, silentLogger } from '../../pipeline/logger.ts';
 import { runReport } from '../../pipeline/run.ts';
+import { listFiles } from '../helpers/files.ts';
 import { makeTinyProject } from '../helpers/tiny-project.ts';
-
-async function files(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await files(p)));
-    else out.push(p);
-  }
-  return out;
-}
 
 describe('worker threads', () => {
   beforeAll(async () => { await initBackend('wasm', silentLogger); });
@@ -47,7 +38,7 @@ describe('worker threads', () => {
       const jobs = /workers: jobs done ([\d, ]+)/.exec(logger.text())?.[1].split(', ').map(Number) ?? [];
       expect(jobs).toHaveLength(workers);
       for (const j of jobs) expect(j).toBeGreaterThan(0);
-      const all = await files(releaseDir);
+      const all = await listFiles(releaseDir);
       const read = async (ext: string) => new Map(await Promise.all(all.filter((f) => f.endsWith(ext) && !f.endsWith('manifest.json')).map(async (f) => [relative(releaseDir, f), await readFile(f)] as [string, Buffer])));
       const manifest = JSON.parse(await readFile(join(releaseDir, 'manifest.json'), 'utf8')) as Record<string, unknown>;
       delete manifest.createdAt;

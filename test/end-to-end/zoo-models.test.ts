@@ -96,6 +96,21 @@ function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return sab / Math.sqrt(saa * sbb);
 }
 
+/** Kernels that the input and last-spatial-layer gradients run, under every ReLU rule. */
+async function gradientKernels(adapter: ModelAdapter, x: tf.Tensor4D, w: tf.Tensor2D): Promise<Set<string>> {
+  const used = new Set<string>();
+  for (const rule of ['standard', 'guided', 'deconvnet'] as const) {
+    for (const wrt of ['input', adapter.lastSpatialLayer().name]) {
+      const prof = await withReluRule(rule, () => tf.profile(() => {
+        const g = adapter.gradient(x, classScore(w), wrt);
+        tf.dispose([g.grad, g.value, g.logits]);
+      }));
+      prof.kernelNames.forEach((k) => used.add(k));
+    }
+  }
+  return used;
+}
+
 /** A seeded direction of unit RMS, shaped like t. */
 const direction = (shape: number[], seed: number) => tf.tidy(() => {
   const v = tf.randomNormal(shape, 0, 1, 'float32', seed);
@@ -180,16 +195,7 @@ describe.skipIf(!haveZoo)('converted models of common architectures', () => {
         const adapter = loaded.get(key)!;
         const { x } = refs.get(key)!;
         const w = tf.tidy(() => tf.oneHot(tf.tensor1d(targets.get(c.arch)!, 'int32'), adapter.numClasses).toFloat() as tf.Tensor2D);
-        const used = new Set<string>();
-        for (const rule of ['standard', 'guided', 'deconvnet'] as const) {
-          for (const wrt of ['input', adapter.lastSpatialLayer().name]) {
-            const prof = await withReluRule(rule, () => tf.profile(() => {
-              const g = adapter.gradient(x, classScore(w), wrt);
-              tf.dispose([g.grad, g.value, g.logits]);
-            }));
-            prof.kernelNames.forEach((k) => used.add(k));
-          }
-        }
+        const used = await gradientKernels(adapter, x, w);
         w.dispose();
         expect(bridgedKernels().size).toBeGreaterThan(0);
         expect([...used].filter((k) => bridgedKernels().has(k))).toEqual([]);
@@ -284,16 +290,7 @@ describe.skipIf(!existsSync(resolve(DARKNET, 'model.json')))('Darknet Tiny', () 
     const { adapter } = await loadModel(DARKNET);
     const x = tf.randomUniform([2, 224, 224, 3], 0, 1, 'float32', 4) as tf.Tensor4D;
     const w = tf.tidy(() => tf.oneHot(tf.tensor1d([285, 967], 'int32'), adapter.numClasses).toFloat() as tf.Tensor2D);
-    const used = new Set<string>();
-    for (const rule of ['standard', 'guided', 'deconvnet'] as const) {
-      for (const wrt of ['input', adapter.lastSpatialLayer().name]) {
-        const prof = await withReluRule(rule, () => tf.profile(() => {
-          const g = adapter.gradient(x, classScore(w), wrt);
-          tf.dispose([g.grad, g.value, g.logits]);
-        }));
-        prof.kernelNames.forEach((k) => used.add(k));
-      }
-    }
+    const used = await gradientKernels(adapter, x, w);
     expect([...used].filter((k) => bridgedKernels().has(k) || k === 'Tile')).toEqual([]);
     tf.dispose([x, w]);
     adapter.dispose();

@@ -5,7 +5,7 @@
  * every random draw starts from compute.seed: another seed changes the SmoothGrad maps, while maps
  * that draw nothing at random stay the same.
  */
-import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -13,18 +13,9 @@ import { initBackend } from '../../pipeline/backend.ts';
 import { exportDemoImages } from '../../pipeline/demo/digits.ts';
 import { silentLogger } from '../../pipeline/logger.ts';
 import { runReport } from '../../pipeline/run.ts';
+import { listFiles } from '../helpers/files.ts';
 
 const MODEL = resolve(import.meta.dirname, '../../models/demo-mnist');
-
-async function files(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await files(p)));
-    else out.push(p);
-  }
-  return out;
-}
 
 /** A value with its timings left out (keys that say seconds or milliseconds): those differ run to run. */
 function untimed(v: unknown): unknown {
@@ -52,7 +43,7 @@ async function run(root: string, seed: number, name: string) {
     'metrics: { deletion: { steps: 5 }, insertion: { steps: 5 }, randomization: { maxSteps: 2 } }',
   ].join('\n'));
   const { releaseDir } = await runReport({ configFile: config, logger: silentLogger, site: false });
-  const all = (await files(releaseDir)).filter((f) => !f.endsWith('manifest.json') && !/summary\.(md|html)$/.test(f));
+  const all = (await listFiles(releaseDir)).filter((f) => !f.endsWith('manifest.json') && !/summary\.(md|html)$/.test(f));
   const bytes = new Map(await Promise.all(all.map(async (f) => [relative(releaseDir, f), await readFile(f)] as [string, Buffer])));
   const manifest = JSON.parse(await readFile(join(releaseDir, 'manifest.json'), 'utf8')) as Record<string, unknown>;
   for (const k of ['createdAt', 'timings', 'release', 'configHash']) delete manifest[k];
