@@ -24,7 +24,7 @@ export const DEFAULTS = {
     resize: 'fill' as 'fill' | 'cover' | 'contain',
     exifOrientation: 'ignore' as 'apply' | 'ignore',
   },
-  data: { samples: { limit: 16 }, dataset: { limit: 2000 } },
+  data: { samples: { limit: 16 }, dataset: { limit: 2000 }, onBadImage: 'skip' as 'skip' | 'fail' },
   compute: { backend: 'auto' as (typeof BACKEND_CHOICES)[number], batchSize: 32, workers: 'auto' as 'auto' | number, seed: 0 },
   output: { dir: 'output', imageFormat: 'png' as 'png' | 'webp', colormap: 'turbo' as const },
   site: { base: '/' },
@@ -68,6 +68,8 @@ export const ConfigSchema = z.strictObject({
   data: z.strictObject({
     samples: dataSource(DEFAULTS.data.samples.limit).describe('Images explained one by one'),
     dataset: dataSource(DEFAULTS.data.dataset.limit).optional().describe('Images for dataset-wide views'),
+    onBadImage: z.enum(['skip', 'fail']).default(DEFAULTS.data.onBadImage)
+      .describe('A dataset image that cannot be decoded: skip (the default) leaves it out with a warning naming it, and the release counts it; fail stops the run before any work. A sample that cannot be decoded always stops the run'),
   }),
   compute: z.strictObject({
     backend: z.enum(BACKEND_CHOICES).default(DEFAULTS.compute.backend)

@@ -780,10 +780,36 @@ async function preprocessRef(ref: ImageRef, pre: Preprocessing): Promise<Preproc
   } catch (err) {
     const reason = (err as Error).message?.split('\n')[0] ?? String(err);
     throw new ConvlensError(`${ref.origin ? `${ref.origin}: ` : ''}cannot read image "${ref.source}" (${ref.path}): ${reason}`, {
-      hint: 'Replace or remove the file; convlens reads PNG, JPEG and WebP images (and other formats sharp decodes when listed by name).',
+      hint: BAD_IMAGE_HINT,
       cause: err,
     });
   }
+}
+
+export const BAD_IMAGE_HINT = 'Replace or remove the file; convlens reads PNG, JPEG and WebP images (and other formats sharp decodes when listed by name).';
+
+/** An image that could not be decoded, with the first line of the decoder's message. */
+export interface BadImage {
+  ref: ImageRef;
+  reason: string;
+}
+
+/**
+ * Decodes and preprocesses every ref exactly as `loadImages` will (so whatever would fail a
+ * later pass fails here), keeping nothing: the refs that fail, in listing order.
+ */
+export async function findBadImages(refs: readonly ImageRef[], pre: Preprocessing, opts: LoadOptions & { onDone?: () => void } = {}): Promise<BadImage[]> {
+  const found = await mapLimit(refs, opts.concurrency ?? DEFAULT_CONCURRENCY, async (ref) => {
+    try {
+      await preprocessImage(ref.path, pre);
+      return undefined;
+    } catch (err) {
+      return { ref, reason: (err as Error).message?.split('\n')[0] ?? String(err) };
+    } finally {
+      opts.onDone?.();
+    }
+  });
+  return found.filter((b): b is BadImage => b !== undefined);
 }
 
 /** All refs as one batch (n = refs.length). For large sets use `batches`. */

@@ -105,7 +105,14 @@ export const Manifest = z.strictObject({
   /** How heatmaps were drawn: the site shows this colour map's legend (low to high). */
   render: z.strictObject({ colormap: z.string(), imageFormat: z.enum(['png', 'webp']) }),
   samples: z.array(Sample),
-  dataset: z.strictObject({ count: z.number().int().nonnegative() }),
+  /**
+   * The dataset images used (`count`) and those left out because they could not be decoded
+   * (data.onBadImage: skip), as the config named them, with the decoder's reason.
+   */
+  dataset: z.strictObject({
+    count: z.number().int().nonnegative(),
+    skipped: z.array(z.strictObject({ source: z.string(), reason: z.string() })).optional(),
+  }),
   artifacts: z.array(Artifact),
   /** Review-document renderings of this manifest: Markdown with relative links, self-contained HTML. */
   summary: z.strictObject({ markdown: relPath, html: relPath }).optional(),

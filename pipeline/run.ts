@@ -4,7 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from './backend.ts';
 import { ConfigError, type LoadedConfig, loadConfig, resolveFromConfig } from './config.ts';
-import { batches, listImages, loadImages, readLabelsFile, resolvePreprocessing, type ImageRef, type Preprocessing } from './data.ts';
+import { BAD_IMAGE_HINT, batches, findBadImages, listImages, loadImages, readLabelsFile, resolvePreprocessing, type ImageRef, type Preprocessing } from './data.ts';
 import { ConvlensError, fileSystemError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { type Manifest, type Prediction, SCHEMA_VERSION, type Sample } from './manifest.ts';
@@ -67,7 +67,10 @@ interface Prepared {
   release: string;
   pre: Preprocessing;
   sampleRefs: ImageRef[];
+  /** The dataset images that decode (data.onBadImage: skip leaves the others out). */
   datasetRefs: ImageRef[];
+  /** Dataset images left out because they cannot be decoded, as the user named them. */
+  badImages: { source: string; reason: string }[];
 }
 
 /** The config, the compute backend and the model, loaded (what `convlens layers` needs). */
@@ -164,7 +167,30 @@ export async function prepare(configFile: string, logger: Logger, opts: { releas
   const pre = model ? await problems.attempt('input', () => resolvePreprocessing(config.input, { height: model.inputShape[0], width: model.inputShape[1], channels: model.inputShape[2] }, label)) : undefined;
   const listCtx = (key: 'data.samples' | 'data.dataset') => ({ config: loaded, key, classNames: classes, logger });
   const sampleRefs = await problems.attempt('data.samples', () => listImages(config.data.samples, listCtx('data.samples')));
-  const datasetRefs = config.data.dataset ? await problems.attempt('data.dataset', () => listImages(config.data.dataset!, listCtx('data.dataset'))) : [];
+  let datasetRefs = config.data.dataset ? await problems.attempt('data.dataset', () => listImages(config.data.dataset!, listCtx('data.dataset'))) : [];
+  // every image decoded once, as the run will: a sample that fails stops the run; a dataset image
+  // is left out (data.onBadImage: skip) or stops it (fail)
+  const badImages: Prepared['badImages'] = [];
+  if (pre && sampleRefs) {
+    for (const bad of await findBadImages(sampleRefs, pre)) {
+      problems.add('data.samples', `${bad.ref.origin ? `${bad.ref.origin}: ` : ''}cannot read image "${bad.ref.source}" (${bad.ref.path}): ${bad.reason}`, BAD_IMAGE_HINT);
+    }
+  }
+  if (pre && datasetRefs?.length) {
+    const bar = logger.progress('check dataset images', datasetRefs.length);
+    const bad = await findBadImages(datasetRefs, pre, { onDone: () => bar.tick() });
+    bar.done();
+    const where = (b: (typeof bad)[number]) => `${b.ref.origin ? `${b.ref.origin}: ` : `${label}: data.dataset: `}`;
+    if (config.data.onBadImage === 'fail') {
+      for (const b of bad) problems.add('data.dataset', `${where(b)}cannot read image "${b.ref.source}" (${b.ref.path}): ${b.reason}`, `${BAD_IMAGE_HINT} Or set data.onBadImage: skip in ${label} to leave such images out.`);
+    } else if (bad.length) {
+      for (const b of bad) logger.warn(`${where(b)}skipped image "${b.ref.source}" (${b.ref.path}): ${b.reason}`);
+      logger.warn(`${label}: data.dataset: ${bad.length} of ${datasetRefs.length} dataset images cannot be decoded and are left out (data.onBadImage: skip); the release counts them. Replace or remove them, or set data.onBadImage: fail to stop on such images.`);
+      const skip = new Set(bad.map((b) => b.ref));
+      datasetRefs = datasetRefs.filter((r) => !skip.has(r));
+      badImages.push(...bad.map((b) => ({ source: b.ref.source, reason: b.reason })));
+    }
+  }
   if (problems.lines.length) {
     model?.dispose();
     problems.throwIfAny();
@@ -179,7 +205,7 @@ export async function prepare(configFile: string, logger: Logger, opts: { releas
   }
   return {
     loaded, release, model: model!, source: config.model.path, format: loadedModel!.format, weightsSha256: loadedModel!.weightsSha256, modelPath,
-    classes: classes!, methods, skipped, backend, pre: pre!, sampleRefs: sampleRefs!, datasetRefs: datasetRefs!,
+    classes: classes!, methods, skipped, backend, pre: pre!, sampleRefs: sampleRefs!, datasetRefs: datasetRefs!, badImages,
   };
 }
 
@@ -202,7 +228,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
   logger.info(`model: ${config.model.name ?? defaultModelName(prep.source)}, ${model.format}, ${model.layers.length} layers, ${model.countParams().toLocaleString('en-US')} parameters, input ${model.inputShape.join('x')}, ${classes.length} classes`);
   logger.info(`head: ${describeHead(model.head, classes)}`);
 
-  logger.info(`data: ${sampleRefs.length} samples, ${datasetRefs.length} dataset images`);
+  logger.info(`data: ${sampleRefs.length} samples, ${datasetRefs.length} dataset images${prep.badImages.length ? ` (${prep.badImages.length} left out: cannot be decoded)` : ''}`);
 
   const outputDir = resolveFromConfig(loaded, config.output.dir);
   const writer = new ReleaseWriter(join(outputDir, 'releases'), release, config.output.imageFormat);
@@ -299,7 +325,7 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
       ...(prep.skipped.length ? { skipped: prep.skipped } : {}),
       render: { colormap: config.output.colormap, imageFormat: config.output.imageFormat },
       samples,
-      dataset: { count: datasetRefs.length },
+      dataset: { count: datasetRefs.length, ...(prep.badImages.length ? { skipped: prep.badImages } : {}) },
       artifacts: writer.artifacts,
       timings,
     };

@@ -52,6 +52,7 @@ export async function renderSummaries(manifest: Manifest, releaseDir: string, ex
     toolVersion: manifest.tool.version,
     methods: manifest.methods,
     skipped: manifest.skipped ?? [],
+    badImages: manifest.dataset.skipped ?? [],
     samples: manifest.samples.map((s) => {
       const mine = pictures.filter((a) => a.image === s.id);
       const groups = [...new Set(mine.map((a) => a.method))].map((m) => ({ title: titleOf.get(m) ?? m, images: mine.filter((a) => a.method === m) }));

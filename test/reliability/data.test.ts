@@ -3,10 +3,12 @@
  * half-grey image; a symbolic link loop in a class folder lists each image once, with a warning;
  * image formats a folder holds but convlens does not read are named, not silently dropped; the
  * EXIF orientation is ignored by default and applied on request; duplicate class names are
- * warned about; a weight shard with junk appended (or cut short) is refused.
+ * warned about; a weight shard with junk appended (or cut short) is refused; a dataset image that
+ * cannot be decoded is left out with a warning and counted (data.onBadImage: skip) or stops the
+ * run before any work (fail), and a sample that cannot be decoded always stops it.
  */
 import sharp from 'sharp';
-import { appendFile, cp, mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +16,9 @@ import { initBackend } from '../../pipeline/backend.ts';
 import { listImages, preprocessImage, type Preprocessing } from '../../pipeline/data.ts';
 import { MemoryLogger, silentLogger } from '../../pipeline/logger.ts';
 import { loadModel } from '../../pipeline/model/load.ts';
+import { Manifest } from '../../pipeline/manifest.ts';
 import { runReport } from '../../pipeline/run.ts';
+import { buildSite } from '../../pipeline/site.ts';
 import { makeTinyProject } from '../helpers/tiny-project.ts';
 
 const pre = (extra: Partial<Preprocessing> = {}): Preprocessing => ({ size: [8, 8], channels: 3, channelOrder: 'rgb', scale: 1, mean: [0], std: [1], resize: 'fill', ...extra });
@@ -92,4 +96,52 @@ describe('data that is not what it seems', () => {
     await writeFile(join(copy, 'weights.bin'), bytes.subarray(0, bytes.length - 8));
     await expect(loadModel(copy)).rejects.toThrow(/a shard is cut short/);
   });
+  it('a dataset image that cannot be decoded is skipped, named and counted (onBadImage: skip), or stops the run (fail); a bad sample always stops it', async () => {
+    const p = await makeTinyProject();
+    const good = await readFile(join(p.dir, 'images', 'circle', 'circle-1.png'));
+    await writeFile(join(p.dir, 'images', 'circle', 'broken.png'), good.subarray(0, 60));
+    await writeFile(join(p.dir, 'images', 'square', 'noise.jpg'), Buffer.from('not a jpeg at all'));
+    const yaml = (extra: string) => `release: r\nmodel: { path: model, labels: model/labels.txt }\ndata:\n  samples: { files: [images/circle/circle-1.png] }\n  dataset: { folder: images }\n${extra}compute: { backend: wasm, workers: 0 }\nmetrics: { enabled: false }\nmethods:\n  class-visualization: { enabled: false }\n`;
+
+    await writeFile(p.config, yaml(''));
+    const logger = new MemoryLogger();
+    const { manifest } = await runReport({ configFile: p.config, logger, site: false });
+    const text = logger.text();
+    expect(text).toMatch(/warn: viz\.yaml: data\.dataset\.folder: skipped image "circle\/broken\.png" \(.*broken\.png\): /);
+    expect(text).toMatch(/warn: viz\.yaml: data\.dataset\.folder: skipped image "square\/noise\.jpg"/);
+    expect(text).toMatch(/2 of 4 dataset images cannot be decoded and are left out/);
+    expect(text).toMatch(/data: 1 samples, 2 dataset images \(2 left out: cannot be decoded\)/);
+    expect(manifest.dataset.count).toBe(2);
+    expect(manifest.dataset.skipped?.map((b) => b.source)).toEqual(['circle/broken.png', 'square/noise.jpg']);
+    expect(Manifest.parse(manifest)).toBeDefined();
+    const predictions = manifest.artifacts.find((a) => a.method === 'dataset-predictions' && a.kind === 'data');
+    expect(predictions).toBeDefined();
+    const rows = JSON.parse(await readFile(join(p.outputDir, 'releases', 'r', predictions!.path), 'utf8'));
+    expect(JSON.stringify(rows)).not.toMatch(/broken|noise/);
+    expect(JSON.stringify(rows)).toMatch(/circle-1\.png/);
+    const summary = await readFile(join(p.outputDir, 'releases', 'r', 'summary.md'), 'utf8');
+    expect(summary).toMatch(/Dataset images left out because they cannot be decoded \(2\)/);
+    expect(summary).toMatch(/circle\/broken\.png/);
+    const { siteDir } = await buildSite({ outputDir: p.outputDir, release: 'r', base: '/', logger: new MemoryLogger() });
+    const index = await readFile(join(siteDir, 'index.html'), 'utf8');
+    expect(index).toMatch(/left out: cannot be decoded/);
+    expect(index).toMatch(/<code[^>]*>square\/noise\.jpg<\/code>/);
+
+    await writeFile(p.config, yaml('').replace('dataset: { folder: images }', 'dataset: { folder: images }\n  onBadImage: fail'));
+    const failing = new MemoryLogger();
+    const err = await runReport({ configFile: p.config, logger: failing, site: false }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message.split('\n')).toEqual([
+      expect.stringMatching(/^viz\.yaml: data\.dataset\.folder: cannot read image "circle\/broken\.png" \(.*\): /),
+      expect.stringMatching(/^viz\.yaml: data\.dataset\.folder: cannot read image "square\/noise\.jpg" \(.*\): /),
+    ]);
+    expect(failing.text()).not.toMatch(/dataset-predictions:/);
+
+    await writeFile(p.config, yaml('').replace('files: [images/circle/circle-1.png]', 'files: [images/circle/broken.png]'));
+    const bad = await runReport({ configFile: p.config, logger: new MemoryLogger(), site: false }).catch((e: Error) => e);
+    expect((bad as Error).message).toMatch(/^viz\.yaml: data\.samples\.files: cannot read image "images\/circle\/broken\.png"/);
+    expect((bad as Error).message.split('\n')).toHaveLength(1);
+    const releases = await readdir(join(p.outputDir, 'releases'));
+    expect(releases).toEqual(['r']);
+  }, 120_000);
 });
