@@ -5,9 +5,9 @@
  * rolling back a release that was only set aside. A release the user named `x.old-12345678` is
  * neither touched nor hidden by the site.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../pipeline/backend.ts';
@@ -69,6 +69,12 @@ describe('interrupted runs', () => {
     await cp(join(releases, 'r'), join(releases, 'x.old-12345678'), { recursive: true });
     await mkdir(join(p.outputDir, '.site.0123456789ab.tmp'));
     await mkdir(join(p.outputDir, '.convlens-cache', 'astro-1'), { recursive: true });
+    // a staged Astro build of a process that is gone (builds run inside the convlens folder)
+    const deadPid = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const staged = resolve(import.meta.dirname, '../../node_modules/.cache/convlens', `site-${deadPid}-0123456789ab`);
+    const live = resolve(import.meta.dirname, '../../node_modules/.cache/convlens', `site-${process.pid}-0123456789ab`);
+    await mkdir(staged, { recursive: true });
+    await mkdir(live, { recursive: true });
     const logger = new MemoryLogger();
     await runReport({ configFile: p.config, logger, site: false });
     const left = (await readdir(releases)).sort();
@@ -78,6 +84,9 @@ describe('interrupted runs', () => {
     expect(logger.text()).toMatch(/warn: release keep: put back the copy an interrupted run had set aside/);
     expect(existsSync(join(p.outputDir, '.site.0123456789ab.tmp'))).toBe(false);
     expect(existsSync(join(p.outputDir, '.convlens-cache'))).toBe(false);
+    expect(existsSync(staged)).toBe(false);
+    expect(existsSync(live)).toBe(true); // a running process's build is left alone
+    await rm(live, { recursive: true });
     // the site lists a release named like a swap leftover; it hides only hidden folders
     const names = listReleases({ outputDir: p.outputDir, release: 'r', releaseDir: join(releases, 'r'), manifestPath: join(releases, 'r', 'manifest.json') }).map((e) => e.name);
     expect(names).toEqual(expect.arrayContaining(['r', 'keep', 'x.old-12345678']));
