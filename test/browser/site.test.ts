@@ -196,6 +196,14 @@ describe.skipIf(!haveChromium)('the report site in Chromium', () => {
     // the point's position from the data, through the plot's own transform
     const points = await page.evaluate(() => JSON.parse(document.querySelector('[data-scatter]')!.getAttribute('data-scatter')!) as { n: number; x: number[]; y: number[]; labels: string[]; label: number[] });
     expect(points.n).toBe(30);
+    // every point's thumbnail is served: a failure below is the page's doing, not a missing file
+    const thumbs = await page.evaluate(() => {
+      const d = JSON.parse(document.querySelector('[data-scatter]')!.getAttribute('data-scatter')!) as { thumb: { prefix: string; suffix: string; mid: (string | null)[] } };
+      return d.thumb.mid.map((m) => (m === null ? '' : new URL(d.thumb.prefix + m + d.thumb.suffix, document.baseURI).href));
+    });
+    expect(thumbs.filter((u) => !u)).toEqual([]);
+    const statuses = await Promise.all(thumbs.map(async (u) => `${u} -> ${(await fetch(u, { method: 'HEAD' })).status}`));
+    expect(statuses.filter((s) => !s.endsWith('-> 200'))).toEqual([]);
     const at = (i: number) => page.evaluate((j) => (window as unknown as { convlensScatters: { toClient(i: number): { x: number; y: number } }[] }).convlensScatters[0].toClient(j), i);
     const target = points.x.findIndex((_, i) => points.labels[points.label[i]] === HOSTILE);
     expect(target).toBeGreaterThanOrEqual(0);
