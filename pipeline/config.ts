@@ -38,7 +38,14 @@ const dataSource = (limit: number) =>
     .strictObject({
       folder: z.string().min(1).optional().describe('Folder-per-class images: <folder>/<class>/*.png|jpg|webp'),
       list: z.string().min(1).optional().describe('CSV (path,label) or JSON ([{path,label}]) list; paths relative to the list file'),
-      files: z.array(z.string().min(1)).min(1).optional().describe('Image files, relative to this config file'),
+      files: z.array(z.union([
+        z.string().min(1),
+        z.strictObject({
+          path: z.string().min(1).describe('The image, relative to this config file'),
+          label: z.union([z.string().min(1), z.number().int().nonnegative()]).optional().describe('Class name or index'),
+        }),
+      ])).min(1).optional()
+        .describe('Image files, relative to this config file: a path, or {path, label}; a path inside a folder named like a class (e.g. images/cat/1.png) takes that class as its label'),
       limit: z.number().int().positive().default(limit).describe('At most this many images (taken in a stable order)'),
     })
     .refine((s) => [s.folder, s.list, s.files].filter((v) => v !== undefined).length === 1, {

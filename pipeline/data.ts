@@ -19,9 +19,12 @@ export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp'] as const;
 export interface DataSource {
   folder?: string;
   list?: string;
-  files?: string[];
+  files?: FileEntry[];
   limit?: number;
 }
+
+/** One `files` entry: a path, or a path with its label. */
+export type FileEntry = string | { path: string; label?: string | number };
 
 export type DataKey = 'data.samples' | 'data.dataset';
 
@@ -187,7 +190,8 @@ function indexLabel(i: number, classNames: readonly string[] | undefined, site: 
  *    `image`, `label`/`class` and `box` or `x0,y0,x1,y1`) or JSON `[{path, label?, box?}]` /
  *    `["path"]`; paths relative to the list file; the first `limit` rows in list order. A box
  *    (the object's bounding box, for the pointing game) is in the original image's pixels.
- *  - files: paths relative to the config file, no labels, the first `limit`.
+ *  - files: paths relative to the config file (or `{path, label}`), the first `limit`; a path in a
+ *    folder named like a class is labelled with that class.
  * Every path is checked to exist; decoding happens later (`loadImages`, `batches`).
  */
 export async function listImages(source: DataSource, ctx: ListContext): Promise<ImageRef[]> {
@@ -594,15 +598,25 @@ function parseJsonList(text: string, given: string, origin: string): ListEntry[]
   });
 }
 
-async function listFiles(files: string[], limit: number, ctx: ListContext, configLabel: string): Promise<Row[]> {
+/**
+ * `files` entries: a path, or `{path, label}`. A path's label is its `label`, else the name of the
+ * folder holding it when that is a class name from model.labels (exactly; a folder named like no
+ * class gives no label, since files may sit in any folder).
+ */
+async function listFiles(files: FileEntry[], limit: number, ctx: ListContext, configLabel: string): Promise<Row[]> {
   const key = `${ctx.key}.files`;
   const origin = `${configLabel}: ${key}`;
-  const rows = files.slice(0, Math.min(limit, files.length)).map((f, i) => ({
-    path: configPath(ctx, f, `${key}[${i}]`, configLabel),
-    source: f,
-    idBase: stem(f),
-    origin,
-  }));
+  const rows = files.slice(0, Math.min(limit, files.length)).map((entry, i): Row => {
+    const f = typeof entry === 'string' ? entry : entry.path;
+    const row: Row = { path: configPath(ctx, f, `${key}[${i}]`, configLabel), source: f, idBase: stem(f), origin };
+    const folder = basename(dirname(f.replace(/\\/g, '/')));
+    const given = typeof entry === 'string' ? undefined : entry.label;
+    const label = given !== undefined
+      ? resolveLabel(given, ctx.classNames, { origin, row: `[${i}]` })
+      : ctx.classNames?.includes(folder) ? resolveLabel(folder, ctx.classNames, { origin, folder }) : {};
+    if ('unmatched' in label) delete label.unmatched;
+    return { ...row, ...label };
+  });
   await checkExist(rows.map((r, i) => ({ path: r.path, given: r.source, where: `[${i}]`, keyed: true })), `${configLabel}: ${key}`,
     `Paths in ${key} are relative to the folder holding ${configLabel} (${ctx.config.dir}); fix the paths or add the images.`);
   return rows;

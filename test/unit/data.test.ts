@@ -254,6 +254,19 @@ describe('files sources', () => {
     expect(refs[1].path).toBe(join(tmp, 'lists/img/a.png'));
   });
 
+  it('a file in a folder named like a class takes that class; {path, label} entries give their own', async () => {
+    const refs = await listImages({ files: ['pets/dog/img2.png', 'lists/img/a.png', { path: 'pets/cat/a.png', label: 'dog' }, { path: 'lists/img/b.png', label: 0 }, { path: 'pets/dog/img10.png' }] }, ctx({ classNames: ['cat', 'dog'] }));
+    expect(refs.map((r) => [r.source, r.label, r.labelName])).toEqual([
+      ['pets/dog/img2.png', 1, 'dog'],
+      ['lists/img/a.png', undefined, undefined],
+      ['pets/cat/a.png', 1, 'dog'],
+      ['lists/img/b.png', 0, 'cat'],
+      ['pets/dog/img10.png', 1, 'dog'],
+    ]);
+    const err = await rejection(listImages({ files: [{ path: 'pets/cat/a.png', label: 'cow' }] }, ctx({ classNames: ['cat', 'dog'] })));
+    expect(err.message).toMatch(/^viz\.yaml: data\.samples\.files: \[0\]: unknown label "cow"; nearest: /);
+  });
+
   it('a missing file names its index in the key', async () => {
     const err = await rejection(listImages({ files: ['lists/img/a.png', 'nope.png'] }, ctx()));
     expect(err.message).toBe(`viz.yaml: data.samples.files[1]: image "nope.png" not found (looked for ${join(tmp, 'nope.png')})`);
