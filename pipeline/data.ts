@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Config, LoadedConfig } from './config.ts';
 import { ConvlensError, nearest } from './errors.ts';
 import type { Logger } from './logger.ts';
@@ -209,8 +209,9 @@ export async function listImages(source: DataSource, ctx: ListContext): Promise<
       ? await listFromFile(source.list, limit, ctx, configLabel)
       : await listFiles(source.files!, limit, ctx, configLabel);
   const ids = uniqueIds(rows.map((r) => r.idBase));
+  const shown = publishedNames(rows.map((r) => r.source), ctx.config.dir);
   return rows.map((r, i) => {
-    const ref: ImageRef = { id: ids[i], path: r.path, source: r.source, origin: r.origin };
+    const ref: ImageRef = { id: ids[i], path: r.path, source: shown[i], origin: r.origin };
     if (r.label !== undefined) ref.label = r.label;
     if (r.labelName !== undefined) ref.labelName = r.labelName;
     if (r.box !== undefined) ref.box = r.box;
@@ -646,6 +647,45 @@ async function checkExist(items: { path: string; given: string; where: string; k
     ? ` (and ${missing.length - 1} more: ${missing.slice(1, 4).map((m) => `"${m.given}"`).join(', ')}${missing.length > 4 ? ', ...' : ''})`
     : '';
   throw new ConvlensError(`${head}: image "${first.given}" not found (looked for ${first.path})${more}`, { hint });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names that get published
+
+/**
+ * Image names as the report shows them, with no absolute path of this machine in them: a relative
+ * name stays as written; an absolute one becomes relative to the config folder when it lies inside
+ * it, else relative to the deepest folder all such images share (so `/home/me/data/cat/1.jpg`
+ * and `/home/me/data/dog/2.jpg` show as `cat/1.jpg` and `dog/2.jpg`; a lone file as its name).
+ * Separators become `/`.
+ */
+export function publishedNames(names: readonly string[], configDir: string): string[] {
+  const outside = names.filter((n) => isAbsolute(n) && isOutside(configDir, n));
+  let root = outside.length ? dirname(resolve(outside[0])) : '';
+  for (const n of outside) while (isOutside(root, resolve(n))) root = dirname(root);
+  return names.map((n) => {
+    if (!isAbsolute(n)) return n.replace(/\\/g, '/');
+    const from = isOutside(configDir, n) ? root : configDir;
+    return relative(from, resolve(n)).split(sep).join('/');
+  });
+}
+
+/**
+ * The model's location as the report shows it: a URL or relative path as written; an absolute
+ * path relative to the config folder when inside it, else its last folder (and file) name, e.g.
+ * `/home/me/models/resnet/model.onnx` -> `resnet/model.onnx`.
+ */
+export function publishedModelSource(source: string, configDir: string): string {
+  if (/^https?:\/\//i.test(source) || !isAbsolute(source)) return source;
+  if (!isOutside(configDir, source)) return relative(configDir, resolve(source)).split(sep).join('/');
+  const clean = resolve(source);
+  const name = basename(clean);
+  return /\.(json|onnx)$/i.test(name) ? `${basename(dirname(clean))}/${name}` : name;
+}
+
+function isOutside(dir: string, path: string): boolean {
+  const rel = relative(resolve(dir), resolve(path));
+  return rel === '' ? false : rel.startsWith('..') || isAbsolute(rel);
 }
 
 // ---------------------------------------------------------------------------------------------

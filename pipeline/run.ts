@@ -4,7 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from './backend.ts';
 import { ConfigError, type LoadedConfig, loadConfig, resolveFromConfig } from './config.ts';
-import { BAD_IMAGE_HINT, batches, findBadImages, listImages, loadImages, readLabelsFile, resolvePreprocessing, type ImageRef, type Preprocessing } from './data.ts';
+import { BAD_IMAGE_HINT, batches, findBadImages, listImages, publishedModelSource, loadImages, readLabelsFile, resolvePreprocessing, type ImageRef, type Preprocessing } from './data.ts';
 import { ConvlensError, fileSystemError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { type Manifest, type Prediction, SCHEMA_VERSION, type Sample } from './manifest.ts';
@@ -204,7 +204,7 @@ export async function prepare(configFile: string, logger: Logger, opts: { releas
     logger.warn(`${ids.join(', ')} skipped: ${reason} (set methods.<id>.enabled: false in ${label} to silence this)`);
   }
   return {
-    loaded, release, model: model!, source: config.model.path, format: loadedModel!.format, weightsSha256: loadedModel!.weightsSha256, modelPath,
+    loaded, release, model: model!, source: publishedModelSource(config.model.path, loaded.dir), format: loadedModel!.format, weightsSha256: loadedModel!.weightsSha256, modelPath,
     classes: classes!, methods, skipped, backend, pre: pre!, sampleRefs: sampleRefs!, datasetRefs: datasetRefs!, badImages,
   };
 }
