@@ -10,7 +10,7 @@ import { MemoryLogger } from '../../pipeline/logger.ts';
 import { saveLayersModel } from '../../pipeline/model/io.ts';
 import { runReport } from '../../pipeline/run.ts';
 import { makeTinyProject } from '../helpers/tiny-project.ts';
-import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
+import { serveStatic, type StaticServer } from '../../pipeline/preview.ts';
 
 /**
  * The report as a reader gets it: a tiny model project run through the whole pipeline twice (two

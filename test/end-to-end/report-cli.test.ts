@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -107,7 +107,35 @@ describe('convlens report (CLI, end to end)', () => {
     expect(samplePage).toContain('Grad-CAM');
     // left nothing half-written beside the release
     expect((await readdir(join(p.outputDir, 'releases'))).filter((n) => n.startsWith('.'))).toEqual([]);
+
+    // the last line names the command that serves this config's site, and that command does
+    expect(r.stderr.trim().split('\n').at(-1)).toBe(`done: open ${join(siteDir, 'index.html')}, or serve it with \`npx convlens preview --config ${p.config}\``);
+    const preview = spawn(process.execPath, [BIN, 'preview', '--config', p.config, '--port', '0', '--base', '/convlens-demo/'], { env: { ...process.env, CI: 'true' } });
+    try {
+      let err = '';
+      preview.stderr.on('data', (b: Buffer) => { err += b.toString(); });
+      await expect.poll(() => err, { timeout: 30_000 }).toMatch(/preview: .* at http:\/\/127\.0\.0\.1:\d+\/convlens-demo\/ \(Ctrl\+C to stop\)/);
+      const url = /at (http:\S+)/.exec(err)![1];
+      const page = await fetch(url);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toBe(overview);
+      expect((await fetch(`${url}samples/circle-circle-1/`)).status).toBe(200);
+      expect((await fetch(url.replace('/convlens-demo/', '/'))).status).toBe(404);
+      const exited = new Promise<number | null>((done) => preview.once('exit', (code) => done(code)));
+      preview.kill('SIGINT');
+      expect(await exited).toBe(0);
+    } finally {
+      preview.kill('SIGKILL');
+    }
   }, 180_000);
+
+  it('preview without a built site says how to build it', async () => {
+    const p = await makeTinyProject();
+    const r = await convlens(['preview', '--config', p.config]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^convlens: viz\.yaml: output\.dir: no site in .*output\/site\n  Build it first: convlens report --config /m);
+    expect((await convlens(['preview', '--port', 'http'])).code).toBe(2);
+  });
 
   it('fails before any work on an unknown layer, with the exact message, and writes nothing', async () => {
     const p = await makeTinyProject({ extraYaml: '  grad-cam:\n    layer: conv9\n' });
