@@ -78,7 +78,11 @@ interface Problems {
 function watch(page: Page): Problems {
   const p: Problems = { console: [], failed: [], dialogs: [] };
   page.on('console', (m) => {
-    if (m.type() === 'error') p.console.push(`${page.url()}: ${m.text()}`);
+    // Chromium probes <origin>/favicon.ico for documents that declare no icon (an image opened
+    // by itself); that is outside the site's base, and every page of the site declares its icon
+    if (m.type() === 'error' && new URL(m.location().url || page.url()).pathname !== '/favicon.ico') {
+      p.console.push(`${page.url()}: ${m.text()}${m.location().url ? ` [${m.location().url}]` : ''}`);
+    }
   });
   page.on('pageerror', (e) => p.console.push(`${page.url()}: ${e.message}`));
   page.on('requestfailed', (r) => p.failed.push(`${r.url()} (${r.failure()?.errorText})`));
