@@ -88,7 +88,9 @@ export const topPatches = defineMethod({
     }
     if (plans.length === 0) return;
     const t0 = performance.now();
-    const heaps = await streamTopActivations(ctx.model, ctx.dataset, plans, { k: opts.k, batchSize: opts.batchSize ?? ctx.settings.batchSize, onePerImage: opts.onePerImage }, ctx.pool);
+    const bar = ctx.logger.progress(`top-patches (${plans.length} layer${plans.length === 1 ? '' : 's'})`, ctx.dataset.refs.length);
+    const heaps = await streamTopActivations(ctx.model, ctx.dataset, plans, { k: opts.k, batchSize: opts.batchSize ?? ctx.settings.batchSize, onePerImage: opts.onePerImage, onBatch: (n) => bar.tick(n) }, ctx.pool);
+    bar.done();
     ctx.logger.debug(`top-patches: ${ctx.dataset.refs.length} images through ${plans.map((p) => p.layer).join(', ')} in ${Math.round(performance.now() - t0)} ms`);
     for (const [i, plan] of plans.entries()) {
       await writeLayer(ctx, plan, heaps[i].map((h) => h.sorted()), opts);
@@ -182,7 +184,7 @@ export async function streamTopActivations(
   model: Pick<ModelAdapter, 'forward' | 'layer' | 'head'>,
   dataset: DatasetAccess,
   plans: readonly LayerPlan[],
-  opts: { k: number; batchSize: number; onePerImage: boolean },
+  opts: { k: number; batchSize: number; onePerImage: boolean; onBatch?: (images: number) => void },
   pool?: WorkerPool,
 ): Promise<TopK[][]> {
   const heaps = plans.map((p) => p.channels.map(() => new TopK(opts.k)));
@@ -209,6 +211,7 @@ export async function streamTopActivations(
         }
       });
     });
+    opts.onBatch?.(batch.refs.length);
   }
   return heaps;
 }
