@@ -8,12 +8,13 @@ import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../pipeline/backend.ts';
 import { MemoryLogger, silentLogger } from '../../pipeline/logger.ts';
 import { saveLayersModel } from '../../pipeline/model/io.ts';
 import { runReport } from '../../pipeline/run.ts';
+import { buildSite } from '../../pipeline/site.ts';
 
 const init = (seed: number) => tf.initializers.glorotUniform({ seed });
 
@@ -106,7 +107,7 @@ describe('reports on other heads and shapes', () => {
     });
     const { config } = await project(model, ['a', 'b'], ['a', 'b']);
     const logger = new MemoryLogger();
-    const { manifest } = await runReport({ configFile: config, logger, site: false });
+    const { manifest, releaseDir } = await runReport({ configFile: config, logger, site: false });
     const spatial = ['activations', 'top-patches', 'cam', 'grad-cam', 'grad-cam-plus-plus', 'guided-grad-cam', 'contrastive-grad-cam'];
     expect(manifest.skipped?.map((s) => s.id).sort()).toEqual([...spatial].sort());
     for (const s of manifest.skipped!) expect(s.reason).toMatch(/no layer with a spatial output/);
@@ -116,5 +117,15 @@ describe('reports on other heads and shapes', () => {
       expect(ran.has(id), id).toBe(true);
     }
     for (const id of spatial) expect(ran.has(id), id).toBe(false);
+    // the summaries and the site's overview list them with the reason, and show no empty section for them
+    const summary = await readFile(join(releaseDir, 'summary.md'), 'utf8');
+    expect(summary).toMatch(/Not run:\n\n- \*\*Activation maps\*\* \(`activations`\): the model has no layer with a spatial output/);
+    expect(summary).toMatch(/^- \*\*Grad-CAM\*\* \(`grad-cam`\): the model has no layer with a spatial output/m);
+    expect(await readFile(join(releaseDir, 'summary.html'), 'utf8')).toMatch(/<li><strong>CAM<\/strong> \(<code>cam<\/code>\): the model has no layer with a spatial output/);
+    const { siteDir } = await buildSite({ outputDir: join(dirname(config), 'output'), release: 'r1', base: '/', logger: silentLogger });
+    const overview = (await readFile(join(siteDir, 'index.html'), 'utf8')).replace(/ data-astro-cid-[a-z0-9]+/g, '');
+    expect(overview).toMatch(/Not run for this release:/);
+    expect(overview).toMatch(/<li><strong>Grad-CAM<\/strong>: the model has no layer with a spatial output/);
+    expect(overview).not.toMatch(/href="grad-cam\//);
   }, 120_000);
 });
