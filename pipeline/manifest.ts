@@ -84,7 +84,7 @@ export const Manifest = z.strictObject({
   model: z.strictObject({
     name: z.string(),
     source: z.string(),
-    format: z.enum(['layers-model', 'graph-model']),
+    format: z.enum(['layers-model', 'graph-model', 'onnx']),
     inputShape: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]),
     classes: z.array(z.string()).min(1),
     /** What the output means (model/head.ts); absent in older releases. */

@@ -9,6 +9,17 @@ export type { GraphNodeDef } from './graph-rewrite.ts';
 
 const SKIP_OPS = new Set(['Const', 'Placeholder', 'NoOp', 'Identity', 'IdentityN', 'Snapshot', 'StopGradient']);
 
+export interface GraphAdapterOptions {
+  /**
+   * Other names a layer may be asked for by (e.g. an ONNX model's tensor names) -> graph node.
+   * `layer()`, `forward`, `gradient`, `weights` and `withRandomizedLayers` accept both; results
+   * are keyed by the name asked for.
+   */
+  aliases?: ReadonlyMap<string, string>;
+  /** Float weight constants that are not model parameters (counted in no layer's params). */
+  nonParameters?: ReadonlySet<string>;
+}
+
 /**
  * A tfjs GraphModel (converted from a TF SavedModel / frozen graph) behind the adapter interface.
  * Load through loadModel, which splits the converter's fused ops first (graph-rewrite.ts).
@@ -34,9 +45,11 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
   private readonly logitsNode: string;
   private readonly nodes = new Map<string, GraphNodeDef>();
   private readonly totalParams: number;
+  private readonly aliases: ReadonlyMap<string, string>;
 
-  constructor(private readonly model: tf.GraphModel, topology: { node?: GraphNodeDef[] }, weightSpecs: tf.io.WeightsManifestEntry[]) {
+  constructor(private readonly model: tf.GraphModel, topology: { node?: GraphNodeDef[] }, weightSpecs: tf.io.WeightsManifestEntry[], options: GraphAdapterOptions = {}) {
     super();
+    this.aliases = options.aliases ?? new Map();
     if (model.inputs.length !== 1 || model.outputs.length !== 1) {
       throw new ConvlensError(`the graph model has ${model.inputs.length} inputs and ${model.outputs.length} outputs; convlens explains image classifiers with one input and one output`, {
         hint: 'Convert a single-input, single-output classifier signature.',
@@ -55,7 +68,7 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     this.logitsNode = output.scores;
 
     const weightNames = new Set(weightSpecs.map((w) => w.name));
-    const specSize = new Map(weightSpecs.filter((w) => w.dtype === 'float32').map((w) => [w.name, w.shape.reduce((a, b) => a * b, 1)]));
+    const specSize = new Map(weightSpecs.filter((w) => w.dtype === 'float32' && !options.nonParameters?.has(w.name)).map((w) => [w.name, w.shape.reduce((a, b) => a * b, 1)]));
     this.totalParams = [...specSize.values()].reduce((a, b) => a + b, 0);
     const ops = topologicalOps(this.nodes).filter((n) => !SKIP_OPS.has(n.op));
     const shapes = this.probeShapes(ops.map((n) => n.name), topology.node ?? []);
@@ -90,8 +103,18 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     return this.totalParams;
   }
 
+  /** The layer called `name` or aliased by it (GraphAdapterOptions.aliases). */
+  override layer(name: string): LayerInfo {
+    return super.layer(this.aliases.get(name) ?? name);
+  }
+
+  /** The graph node a layer name (or alias) stands for. */
+  private nodeOf(name: string): string {
+    return this.aliases.get(name) ?? name;
+  }
+
   weights(layerName: string): tf.Tensor[] {
-    const node = this.nodes.get(layerName);
+    const node = this.nodes.get(this.nodeOf(layerName));
     if (!node) { this.layer(layerName); return []; }
     const all = this.model.weights;
     return (node.input ?? []).map(stripPort).filter((i) => all[i]).map((i) => all[i][0]);
@@ -101,7 +124,7 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     this.checkInput(x);
     for (const n of layerNames) this.layer(n);
     const names = [...new Set(layerNames)];
-    const outs = this.model.execute({ [this.inputName]: x }, [this.logitsNode, ...names]) as tf.Tensor[];
+    const outs = this.model.execute({ [this.inputName]: x }, [this.logitsNode, ...names.map((n) => this.nodeOf(n))]) as tf.Tensor[];
     const list = Array.isArray(outs) ? outs : [outs];
     const z = list[0] as tf.Tensor2D;
     const logits = scoresFromOutputs(this.head, z);
@@ -114,7 +137,8 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     if (wrt !== 'input') this.layer(wrt);
     for (const n of layers) this.layer(n);
     const names = [...new Set(layers)];
-    const outputs = [this.logitsNode, ...names];
+    const outputs = [this.logitsNode, ...names.map((n) => this.nodeOf(n))];
+    const target = this.nodeOf(wrt);
     const evaluate = (feed: Record<string, tf.Tensor>, rows: [number, number]) => {
       const res = this.model.execute(feed, outputs) as tf.Tensor[];
       const list = Array.isArray(res) ? res : [res];
@@ -135,9 +159,9 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
           })(xb);
           return { grad: g, value: xb.clone(), logits: escaped!.clone() };
         }
-        const value = this.model.execute({ [this.inputName]: xb }, wrt) as tf.Tensor;
+        const value = this.model.execute({ [this.inputName]: xb }, target) as tf.Tensor;
         const g = tf.grad((a: tf.Tensor) => {
-          const r = evaluate({ [this.inputName]: xb, [wrt]: a }, rows);
+          const r = evaluate({ [this.inputName]: xb, [target]: a }, rows);
           escaped = tf.keep(r.logits.clone());
           return r.score;
         })(value);
@@ -162,8 +186,9 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     const next: Record<string, tf.Tensor[]> = { ...original };
     const fresh: tf.Tensor[] = [];
     try {
-      for (const name of new Set(layerNames)) {
-        this.layer(name);
+      for (const asked of new Set(layerNames)) {
+        this.layer(asked);
+        const name = this.nodeOf(asked);
         const node = this.nodes.get(name)!;
         (node.input ?? []).forEach((raw, index) => {
           const input = stripPort(raw);

@@ -1,11 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ConvlensError } from '../errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../fs-atomic.ts';
 
-export type ModelFormat = 'layers-model' | 'graph-model';
+/** What `model.path` named: a tfjs LayersModel, a tfjs GraphModel, or an ONNX file translated at load (model/onnx/). */
+export type ModelFormat = 'layers-model' | 'graph-model' | 'onnx';
 
 export interface LoadedArtifacts {
   artifacts: tf.io.ModelArtifacts;
@@ -96,7 +97,34 @@ function weightBytes(w: tf.io.WeightsManifestEntry): number {
   return n * (w.dtype === 'bool' ? 1 : 4);
 }
 
-function detectFormat(json: tf.io.ModelJSON): ModelFormat {
+/**
+ * The ONNX file `model.path` names, if it names one: a `.onnx` file or URL, or a folder without
+ * model.json that holds exactly one `.onnx` file (several are refused, named). Undefined for
+ * anything else (a TensorFlow.js model, or nothing: readModelArtifacts says what is missing).
+ */
+export async function findOnnxModel(pathOrUrl: string, baseDir = process.cwd()): Promise<string | undefined> {
+  if (isUrl(pathOrUrl)) return /\.onnx$/i.test(new URL(pathOrUrl).pathname) ? pathOrUrl : undefined;
+  const p = resolve(baseDir, pathOrUrl);
+  const s = await stat(p).catch(() => undefined);
+  if (!s) return undefined;
+  if (!s.isDirectory()) return /\.onnx$/i.test(p) ? p : undefined;
+  const names = await readdir(p);
+  if (names.includes('model.json')) return undefined;
+  const onnx = names.filter((n) => /\.onnx$/i.test(n)).sort();
+  if (onnx.length > 1) {
+    throw new ConvlensError(`the folder "${p}" holds ${onnx.length} ONNX files (${onnx.join(', ')}); convlens cannot tell which one to explain`, {
+      hint: 'Set model.path to the .onnx file itself.',
+    });
+  }
+  return onnx.length === 1 ? join(p, onnx[0]) : undefined;
+}
+
+/** The bytes of a local file or an http(s) URL, with a readable error when they cannot be read. */
+export function readBytes(location: string): Promise<Uint8Array> {
+  return isUrl(location) ? fetchBytes(location) : readLocal(location);
+}
+
+function detectFormat(json: tf.io.ModelJSON): 'layers-model' | 'graph-model' {
   if (json.format === 'graph-model') return 'graph-model';
   if (json.format === 'layers-model') return 'layers-model';
   const topo = json.modelTopology as Record<string, unknown>;
@@ -113,8 +141,8 @@ async function resolveModelJson(p: string): Promise<string> {
   if (s.isDirectory()) {
     const inner = join(p, 'model.json');
     if (!(await stat(inner).catch(() => undefined))) {
-      throw new ConvlensError(`the folder "${p}" holds no model.json`, {
-        hint: 'Set model.path to the model.json file itself, or to the folder tensorflowjs_converter wrote.',
+      throw new ConvlensError(`the folder "${p}" holds no model.json and no .onnx file`, {
+        hint: 'Set model.path to the model.json or .onnx file itself, or to the folder tensorflowjs_converter wrote.',
       });
     }
     return inner;
@@ -127,7 +155,7 @@ async function readLocal(p: string): Promise<Uint8Array> {
     return await readFile(p);
   } catch (err) {
     throw new ConvlensError(`cannot read "${p}" (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, {
-      hint: 'Check that every weight shard listed in model.json sits beside it.',
+      hint: 'Check that every file the model names (weight shards listed in model.json, ONNX external-data files) sits beside it.',
     });
   }
 }

@@ -3,21 +3,38 @@ import { ConvlensError } from '../errors.ts';
 import type { ModelAdapter } from './adapter.ts';
 import { GraphAdapter, type GraphNodeDef } from './graph-adapter.ts';
 import { splitFusedOps } from './graph-rewrite.ts';
-import { artifactsHandler, readModelArtifacts, type ModelFormat } from './io.ts';
+import { artifactsHandler, findOnnxModel, readModelArtifacts, type ModelFormat } from './io.ts';
 import { repairKerasModel } from './keras-compat.ts';
 import { LayersAdapter } from './layers-adapter.ts';
+import { loadOnnxModel } from './onnx/load-onnx.ts';
 
 export interface LoadedModel {
   adapter: ModelAdapter;
   format: ModelFormat;
-  /** model.json as resolved (absolute path or URL). */
+  /** model.json (or the .onnx file) as resolved (absolute path or URL). */
   location: string;
   /** See io.ts weightsHash. */
   weightsSha256: string;
 }
 
-/** Loads a LayersModel or GraphModel from a folder, a model.json or an http(s) URL. */
+/**
+ * Loads a LayersModel or GraphModel from a folder, a model.json or an http(s) URL; or an ONNX
+ * model (a .onnx file, or a folder holding one and no model.json), translated to a GraphModel.
+ */
 export async function loadModel(pathOrUrl: string, baseDir?: string): Promise<LoadedModel> {
+  const onnx = await findOnnxModel(pathOrUrl, baseDir);
+  if (onnx) {
+    try {
+      const { adapter, weightsSha256 } = await loadOnnxModel(onnx);
+      return { adapter, format: 'onnx', location: onnx, weightsSha256 };
+    } catch (err) {
+      if (err instanceof ConvlensError) throw err;
+      throw new ConvlensError(`cannot load the ONNX model at ${onnx}: ${(err as Error).message.split('\n')[0]}`, {
+        hint: 'Check that the file is a complete ONNX export (with its external-data files beside it); report the message if it is.',
+        cause: err,
+      });
+    }
+  }
   const { artifacts, format, location, weightsSha256 } = await readModelArtifacts(pathOrUrl, baseDir);
   try {
     if (format === 'graph-model') {
