@@ -8,7 +8,7 @@ import { alphaOption } from './maps.ts';
  * Deconvnet (Zeiler & Fergus 2014, "Visualizing and Understanding Convolutional Networks"), as an
  * input gradient of the pre-softmax class score S_c with the ReLU backward rule replaced by
  *   dx = max(dy, 0)            (the backward signal is rectified; the forward mask is ignored)
- * for every ReLU of the model (LeakyReLU: leaky(dy); see model/relu-rules.ts), as Captum's
+ * for every ReLU of the model (other activations keep their gradient; see model/relu-rules.ts), as Captum's
  * Deconvolution. Simonyan et al. 2014 (sec. 4) showed the deconvnet differs from backpropagation
  * only in this rule (unpooling with switches is the max-pool gradient; transposed filters are the
  * conv gradient). The paper projects one feature map; like Captum we start from the class score.

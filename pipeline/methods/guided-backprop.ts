@@ -9,7 +9,7 @@ import { alphaOption } from './maps.ts';
  * Simplicity: The All Convolutional Net", sec. 3.4): the input gradient of the pre-softmax class
  * score S_c with every ReLU's backward rule replaced by
  *   dx = max(dy, 0) * [x > 0]    (the standard forward mask and the deconvnet's rectification)
- * (LeakyReLU / ReLU6: the standard gradient, rectified; see model/relu-rules.ts), as Captum's
+ * (ReLU only: ReLU6, LeakyReLU and other activations keep their gradient; see model/relu-rules.ts), as Captum's
  * GuidedBackprop. The rule is switched globally for the pass and always restored.
  * Output: g [H, W, C] as a signed gradient image (pytorch-grad-cam's deprocess_image, see
  * attribution.ts signedImage; raw [H, W, C]) and max_k |g_k| as a heatmap (raw [H, W]).

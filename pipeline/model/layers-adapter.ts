@@ -106,8 +106,8 @@ function outputActivation(cls: string, act: string | undefined): 'softmax' | 'si
  *    pair costs one convolution. The convolution's own output is still computed when a method
  *    asks for it or differentiates w.r.t. it;
  *  - relu6 (activation 'relu6', or a ReLU layer with maxValue 6), which tfjs-layers computes as
- *    min(relu(x), 6), runs as tf.relu6 (same values), so the Relu6 backward rule of
- *    relu-rules.ts applies to it, as it does in GraphModels.
+ *    min(relu(x), 6), runs as tf.relu6 (same values): one op, which the ReLU rules of
+ *    relu-rules.ts leave alone (as Captum leaves nn.ReLU6), where the inner relu would take them.
  * Nested models are expanded; their layers are listed under their own names.
  */
 export class LayersAdapter extends BaseAdapter implements ModelAdapter {

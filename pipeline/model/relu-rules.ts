@@ -1,18 +1,19 @@
 import * as tf from '@tensorflow/tfjs';
 
 /**
- * Backward rules for the ReLU family, switched for the whole model (every LayersModel and
- * GraphModel, since tfjs looks gradients up by kernel name).
+ * Backward rules for ReLU, switched for the whole model (every LayersModel and GraphModel, since
+ * tfjs looks gradients up by kernel name).
  *
- * For ReLU, with x the forward input and g the gradient arriving from above:
+ * With x the forward input of a ReLU and g the gradient arriving from above:
  *   standard   dx = g * [x > 0]
  *   deconvnet  dx = max(g, 0)             (Zeiler & Fergus 2014: the backward signal is rectified,
  *                                          the forward mask is ignored)
  *   guided     dx = max(g, 0) * [x > 0]   (Springenberg et al. 2015: both)
- * These are Captum's rules (DeconvNet / GuidedBackprop override nn.ReLU this way).
- * Extension beyond the papers, for other members of the family: `guided` rectifies the standard
- * gradient (Relu6: g*[0<x<6], LeakyRelu: g*(x>0 ? 1 : alpha)); `deconvnet` applies the
- * nonlinearity to g (ReLU and Relu6: max(g,0); LeakyRelu: leaky(g)).
+ * These are Captum's rules: DeconvNet / GuidedBackprop override nn.ReLU modules only (tf-explain
+ * overrides the Relu op only), so the other members of the family (ReLU6, LeakyReLU, ELU, and
+ * torchvision's ReLU6, which an ONNX export writes as Clip(0, 6)) keep their standard gradient
+ * under every rule, and a model without ReLUs (Darknet's leaky ReLUs, SiLU networks) gets its
+ * vanilla gradient from both methods, as in Captum.
  */
 export type ReluRule = 'standard' | 'deconvnet' | 'guided';
 export const RELU_RULES: readonly ReluRule[] = ['standard', 'deconvnet', 'guided'];
@@ -24,14 +25,6 @@ const rules: Record<string, Record<Exclude<ReluRule, 'standard'>, (dy: tf.Tensor
   Relu: {
     deconvnet: (dy) => tf.relu(dy),
     guided: (dy, x) => tf.mul(tf.relu(dy), tf.step(x)),
-  },
-  Relu6: {
-    deconvnet: (dy) => tf.relu(dy),
-    guided: (dy, x) => tf.relu(tf.mul(dy, tf.mul(tf.step(x), tf.cast(tf.less(x, 6), 'float32')))),
-  },
-  LeakyRelu: {
-    deconvnet: (dy, _x, attrs) => tf.leakyRelu(dy, attrs.alpha as number),
-    guided: (dy, x, attrs) => tf.relu(tf.mul(dy, tf.where(tf.greater(x, 0), tf.onesLike(x), tf.fill(x.shape, attrs.alpha as number)))),
   },
 };
 

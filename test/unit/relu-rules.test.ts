@@ -2,8 +2,8 @@
  * ReLU backward rules on a single nonlinearity, y = sum_i w_i * act(x_i), with hand-set w and x of
  * both signs, so the input gradient under each rule is known by hand (see relu-rules.ts):
  *   ReLU       standard w*[x>0]           deconvnet max(w,0)   guided max(w,0)*[x>0]
- *   Relu6      standard w*[0<x<6]         deconvnet max(w,0)   guided max(w*[0<x<6], 0)
- *   LeakyReLU  standard w*(x>0 ? 1 : a)   deconvnet leaky(w)   guided max(w*(x>0 ? 1 : a), 0)
+ *   Relu6      standard w*[0<x<6] under every rule (Captum overrides nn.ReLU only)
+ *   LeakyReLU  standard w*(x>0 ? 1 : a) under every rule
  * and the standard rule is back, bit for bit, after withReluRule returns or throws.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -28,7 +28,6 @@ const X = [
 ];
 
 const relu = (v: number) => Math.max(v, 0);
-const leaky = (v: number) => (v > 0 ? v : LEAKY_ALPHA * v);
 /** d act / dx at x (the standard local derivative). */
 const local: Record<ActKind, (x: number) => number> = {
   relu: (x) => (x > 0 ? 1 : 0),
@@ -41,9 +40,9 @@ const local: Record<ActKind, (x: number) => number> = {
 function expected(kind: ActKind, rule: ReluRule, x: number[]): number[] {
   return x.map((xi, i) => {
     const g = W[i];
-    if (rule === 'standard') return g * local[kind](xi);
-    if (rule === 'deconvnet') return kind === 'leaky' ? leaky(g) : relu(g);
-    return relu(g * local[kind](xi));
+    if (rule === 'standard' || kind !== 'relu') return g * local[kind](xi);
+    if (rule === 'deconvnet') return relu(g);
+    return relu(g) * local[kind](xi);
   });
 }
 
@@ -114,7 +113,7 @@ describe('the rules through a LayersAdapter', () => {
   };
 
   // relu6 / relu6layer: tfjs-layers computes them as min(relu(x), 6); the adapter runs them as the
-  // Relu6 op so the Relu6 rule applies (deconvnet at x = 7 gives max(w, 0), not 0)
+  // Relu6 op, which no rule touches (through the inner relu, deconvnet at x = 7 would give max(w, 0))
   for (const kind of ['relu', 'relu6', 'relu6layer', 'leaky'] as const) {
     it(`${kind}: standard, deconvnet and guided input gradients equal the hand computation`, async () => {
       const a = adapters.get(kind)!;
