@@ -16,7 +16,8 @@ import { silentLogger } from '../../pipeline/logger.ts';
 import { METHODS } from '../../pipeline/methods/registry.ts';
 import type { ModelAdapter } from '../../pipeline/model/adapter.ts';
 import { loadModel } from '../../pipeline/model/load.ts';
-import { methodContext, readRaw } from '../helpers/method-context.ts';
+import type { MethodDef } from '../../pipeline/methods/types.ts';
+import { methodContext, readRaw, runMethod } from '../helpers/method-context.ts';
 
 const DIR = resolve(import.meta.dirname, '../fixtures/torch-mini');
 const ref = JSON.parse(readFileSync(resolve(DIR, 'reference.json'), 'utf8')) as Record<string, unknown> & { x: number[][][][]; targets: number[]; logits: number[][] };
@@ -59,9 +60,9 @@ describe('maps of an ONNX export equal Captum\'s and pytorch-grad-cam\'s', () =>
     ['grad-cam', 'gradcam', { layer: '/act3/LeakyRelu' }, 2],
   ] as const) {
     it(`${id}: Pearson >= 0.99999 with the reference, largest difference under 1e-4 of its range`, async () => {
-      const method = METHODS.find((m) => m.id === id)!;
+      const method = (METHODS as readonly MethodDef[]).find((m) => m.id === id)!;
       const ctx = await methodContext(model, x, { targets: ref.targets });
-      await method.run(ctx, method.options.parse(opts));
+      await runMethod(method, ctx, opts);
       const arts = ctx.out.artifacts.filter((a) => a.raw && a.raw.shape.length === rank);
       expect(arts.map((a) => a.image)).toEqual(ctx.samples.map((s) => s.id));
       const got: number[] = [];
