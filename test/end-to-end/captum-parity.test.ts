@@ -3,7 +3,8 @@
  * test/fixtures/torch-mini/reference.json were computed in PyTorch on the exported weights (see
  * its README): Captum's Saliency (abs, max over channels), GuidedBackprop, Deconvolution,
  * IntegratedGradients (riemann_right, 8 steps, zero baseline) and pytorch-grad-cam's GradCAM
- * weights at the last activation, before its resize. The model has a ReLU6, a ReLU and a
+ * weights at the last activation, before its resize; CAM on its GAP + Gemm head equals that
+ * Grad-CAM up to ReLU and scale. The model has a ReLU6, a ReLU and a
  * LeakyReLU: Captum's rules replace the backward pass of nn.ReLU alone, so this pins that
  * convention too.
  */
@@ -16,6 +17,7 @@ import { silentLogger } from '../../pipeline/logger.ts';
 import { METHODS } from '../../pipeline/methods/registry.ts';
 import type { ModelAdapter } from '../../pipeline/model/adapter.ts';
 import { loadModel } from '../../pipeline/model/load.ts';
+import { findCamHead } from '../../pipeline/methods/cam.ts';
 import type { MethodDef } from '../../pipeline/methods/types.ts';
 import { methodContext, readRaw, runMethod } from '../helpers/method-context.ts';
 
@@ -75,4 +77,19 @@ describe('maps of an ONNX export equal Captum\'s and pytorch-grad-cam\'s', () =>
       expect(Math.max(...got.map((v, i) => Math.abs(v - want[i])))).toBeLessThan(1e-4 * range);
     });
   }
+
+  it('CAM finds the GAP + Gemm head and equals pytorch-grad-cam\'s Grad-CAM up to ReLU and scale: Grad-CAM = ReLU(CAM) / (h w)', async () => {
+    const found = findCamHead(model);
+    expect(found.ok && found.head.kind).toBe('gap+dense');
+    const method = (METHODS as readonly MethodDef[]).find((m) => m.id === 'cam')!;
+    const ctx = await methodContext(model, x, { targets: ref.targets });
+    await runMethod(method, ctx, {});
+    const arts = ctx.out.artifacts.filter((a) => a.raw && a.raw.shape.length === 2);
+    expect(arts.map((a) => a.image)).toEqual(ctx.samples.map((s) => s.id));
+    const cam: number[] = [];
+    for (const a of arts) cam.push(...Array.from((await readRaw(ctx, a)).data));
+    const want = (ref.gradcam as number[][][]).flat(2);
+    expect(cam.length).toBe(want.length);
+    cam.forEach((v, i) => expect(Math.max(v, 0) / 64).toBeCloseTo(want[i], 6));
+  });
 });
