@@ -6,6 +6,8 @@ import { installSignalHandlers } from './interrupt.ts';
 import { writeFileAtomic } from './fs-atomic.ts';
 import { ConsoleLogger, type Logger } from './logger.ts';
 import { METHOD_IDS } from './methods/registry.ts';
+import { initBackend } from './backend.ts';
+import { initConfig } from './init.ts';
 import { previewSite } from './preview.ts';
 import { loadForReport, runReport, toolVersion } from './run.ts';
 
@@ -22,6 +24,10 @@ Usage:
   convlens preview [-c FILE] [--port N] [--base PATH]
       Serve the site the config's runs build (<output.dir>/site) on http://127.0.0.1:N (default 4321;
       0 picks a free port) under its base, until Ctrl+C.
+  convlens init --model PATH [--images DIR] [--out FILE] [--force]
+      Write a commented viz.yaml (default ./viz.yaml) for a model (folder, model.json or .onnx) and
+      an image folder (one subfolder per class, or images directly in it) that runs as written;
+      check its input block (preprocessing) before the first report.
   convlens layers [-c FILE]
       List the model's layers (names to use in viz.yaml).
   convlens schema [-o FILE]
@@ -76,12 +82,19 @@ export async function main(argv: string[], logger?: Logger): Promise<number> {
         await server.close();
         return 0;
       }
+      case 'init': {
+        if (!values.model) {
+          process.stderr.write('convlens: init needs --model PATH (a model folder, model.json or .onnx file)\n  Run `convlens --help` for usage.\n');
+          return 2;
+        }
+        await initBackend('auto', log);
+        await initConfig({ model: values.model, images: values.images, out: values.out ?? 'viz.yaml', force: Boolean(values.force), logger: log });
+        return 0;
+      }
       case 'layers': {
         // loading only: a method option naming a wrong layer must not stop the command that lists them
         const { model } = await loadForReport(configFile, log);
-        for (const l of model.layers) {
-          process.stdout.write(`${l.name.padEnd(32)} ${l.type.padEnd(24)} [${l.outputShape.map((d) => d ?? '?').join(', ')}] ${l.params}\n`);
-        }
+        process.stdout.write(layerTable(model.layers));
         model.dispose();
         return 0;
       }
@@ -95,7 +108,7 @@ export async function main(argv: string[], logger?: Logger): Promise<number> {
         process.stdout.write(`${HELP}\n`);
         return 2;
       default:
-        process.stderr.write(`convlens: unknown command "${command}"\n  Commands: report, preview, layers, schema. Run \`convlens --help\` for usage.\n`);
+        process.stderr.write(`convlens: unknown command "${command}"\n  Commands: report, init, preview, layers, schema. Run \`convlens --help\` for usage.\n`);
         return 2;
     }
   } catch (err) {
@@ -114,6 +127,9 @@ function parse(argv: string[]) {
       base: { type: 'string' },
       out: { type: 'string', short: 'o' },
       port: { type: 'string' },
+      model: { type: 'string', short: 'm' },
+      images: { type: 'string', short: 'i' },
+      force: { type: 'boolean' },
       'no-site': { type: 'boolean' },
       wait: { type: 'boolean' },
       debug: { type: 'boolean' },
@@ -121,4 +137,25 @@ function parse(argv: string[]) {
       version: { type: 'boolean', short: 'v' },
     },
   });
+}
+
+/**
+ * `convlens layers`: name, type, output shape and parameters in aligned columns. Names longer than
+ * NAME_WIDTH (graph node paths such as `StatefulPartitionedCall/model/block_1_expand/Conv2D`) get
+ * a line of their own, with the other columns indented below, so the columns stay readable.
+ */
+export function layerTable(layers: readonly { name: string; type: string; outputShape: readonly (number | null)[]; params: number }[]): string {
+  const NAME_WIDTH = 40;
+  const nameWidth = Math.min(NAME_WIDTH, Math.max(5, ...layers.map((l) => l.name.length)));
+  const typeWidth = Math.max(4, ...layers.map((l) => l.type.length));
+  const shape = (l: { outputShape: readonly (number | null)[] }) => `[${l.outputShape.map((d) => d ?? '?').join(', ')}]`;
+  const shapeWidth = Math.max(12, ...layers.map((l) => shape(l).length));
+  const row = (name: string, type: string, sh: string, params: string) => `${name.padEnd(nameWidth)}  ${type.padEnd(typeWidth)}  ${sh.padEnd(shapeWidth)}  ${params.padStart(10)}`.trimEnd();
+  const lines = [row('layer', 'type', 'output shape', 'parameters')];
+  for (const l of layers) {
+    const params = l.params.toLocaleString('en-US');
+    if (l.name.length > nameWidth) lines.push(l.name, row('', l.type, shape(l), params));
+    else lines.push(row(l.name, l.type, shape(l), params));
+  }
+  return `${lines.join('\n')}\n`;
 }

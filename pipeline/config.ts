@@ -56,7 +56,7 @@ export const ConfigSchema = z.strictObject({
   release: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, ".", "_" and "-" only').default(DEFAULTS.release)
     .describe('Release name: output goes to <output.dir>/releases/<release>/ (CLI --release overrides)'),
   model: z.strictObject({
-    path: z.string().min(1).describe('model.json, a folder holding one, or an http(s) URL'),
+    path: z.string().min(1).describe('A TensorFlow.js model.json, an ONNX .onnx file, a folder holding one of them, or an http(s) URL'),
     name: z.string().min(1).optional().describe('Display name (default: the folder name)'),
     labels: z.string().min(1).optional().describe('Text file with one class name per line, in output order'),
   }),

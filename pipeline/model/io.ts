@@ -135,7 +135,7 @@ async function resolveModelJson(p: string): Promise<string> {
   const s = await stat(p).catch(() => undefined);
   if (!s) {
     throw new ConvlensError(`no model at "${p}"`, {
-      hint: 'Set model.path to a model.json, a folder holding one, or an http(s) URL.',
+      hint: 'Set model.path to a model.json, a .onnx file, a folder holding one of them, or an http(s) URL.',
     });
   }
   if (s.isDirectory()) {

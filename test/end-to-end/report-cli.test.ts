@@ -159,7 +159,7 @@ describe('convlens report (CLI, end to end)', () => {
     await (await import('node:fs/promises')).writeFile(p.config, text);
     const r = await convlens(['report', '--config', p.config]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`convlens: viz.yaml: model.path: no model at "${join(p.dir, 'no-such-model')}"\n  Set model.path to a model.json, a folder holding one, or an http(s) URL.`);
+    expect(r.stderr).toContain(`convlens: viz.yaml: model.path: no model at "${join(p.dir, 'no-such-model')}"\n  Set model.path to a model.json, a .onnx file, a folder holding one of them, or an http(s) URL.`);
     expect(existsSync(p.outputDir)).toBe(false);
   }, 120_000);
 
