@@ -25,7 +25,7 @@ export const DEFAULTS = {
     exifOrientation: 'ignore' as 'apply' | 'ignore',
   },
   data: { samples: { limit: 16 }, dataset: { limit: 2000 }, onBadImage: 'skip' as 'skip' | 'fail' },
-  compute: { backend: 'auto' as (typeof BACKEND_CHOICES)[number], batchSize: 32, workers: 'auto' as 'auto' | number, seed: 0 },
+  compute: { backend: 'auto' as (typeof BACKEND_CHOICES)[number], batchSize: 32, workers: 'auto' as 'auto' | number, seed: 0, memory: '2GB' },
   output: { dir: 'output', imageFormat: 'png' as 'png' | 'webp', colormap: 'turbo' as const },
   site: { base: '/' },
   methods: methodDefaults(),
@@ -85,6 +85,8 @@ export const ConfigSchema = z.strictObject({
       .describe('Images per forward pass; backward passes use micro-batches within the wasm heap'),
     workers: z.union([z.literal('auto'), z.number().int().min(0).max(64)]).default(DEFAULTS.compute.workers)
       .describe('Worker threads on the wasm and cpu backends, each with its own tfjs and copy of the model, beside the main thread: per-sample methods, dataset passes and the metrics\' curves ("auto": one per core beyond the first, at most 7; 0: main thread only). Results do not depend on it'),
+    memory: z.string().regex(/^\s*\d+(\.\d+)?\s*(MB|GB)\s*$/i, 'a size such as 2GB or 800MB').default(DEFAULTS.compute.memory)
+      .describe('Memory budget of the run (main thread and workers together, e.g. 2GB or 800MB): "auto" workers are started only as far as it allows, and forward and backward passes are cut into batches that fit. A hosted CI runner has about 7GB'),
     seed: z.number().int().nonnegative().max(2 ** 31).default(DEFAULTS.compute.seed)
       .describe('The seed every random draw of a run starts from (SmoothGrad noise, class visualization, embedding, the metrics\' random baselines and re-initialised weights); each of those adds its own seed option'),
   }).prefault({}),
@@ -243,7 +245,7 @@ function resultRelevant(config: Config): unknown {
     release: undefined,
     site: undefined,
     output: { ...config.output, dir: undefined },
-    compute: { ...config.compute, workers: undefined },
+    compute: { ...config.compute, workers: undefined, memory: undefined },
   };
 }
 

@@ -15,6 +15,7 @@ import { runMetrics } from './metrics/run-metrics.ts';
 import type { DatasetAccess, MethodContext, MethodDef, SampleItem } from './methods/types.ts';
 import type { ModelAdapter } from './model/adapter.ts';
 import { classNamesFor, defaultTarget, describeHead } from './model/head.ts';
+import { formatBytes, modelFootprint, parseBytes, planMemory } from './compute/memory.ts';
 import { WorkerPool } from './compute/worker-pool.ts';
 import { runMethodTask, type MethodTask } from './compute/method-task.ts';
 import { shareWork } from './compute/share.ts';
@@ -279,8 +280,21 @@ export async function runReport(opts: ReportOptions): Promise<ReportResult> {
     };
     // wasm and cpu run one thread per tfjs instance; libtensorflow (tfjs-node) already uses every core
     const oneThread = prep.backend.name === 'wasm' || prep.backend.name === 'cpu';
-    const workers = !oneThread ? 0 : config.compute.workers === 'auto' ? WorkerPool.defaultSize() : config.compute.workers;
-    const pool = await WorkerPool.start({ modelPath: prep.modelPath, backend: prep.backend.name }, workers, logger, config.compute.workers !== 'auto');
+    const fixedWorkers = config.compute.workers !== 'auto';
+    const plan = planMemory({
+      budget: parseBytes(config.compute.memory),
+      footprint: modelFootprint(model.layers, model.inputShape, model.countParams()),
+      wantedWorkers: !oneThread ? 0 : fixedWorkers ? config.compute.workers as number : WorkerPool.defaultSize(),
+      fixedWorkers,
+      batchSize: config.compute.batchSize,
+    });
+    const limits = { forward: plan.forwardBatch, backward: plan.backwardBatch };
+    model.limitBatches(limits);
+    logger.info(`memory: budget ${config.compute.memory}: ${plan.workers} worker${plan.workers === 1 ? '' : 's'}, forward passes of up to ${plan.forwardBatch} images, backward passes of ${plan.backwardBatch} (about ${formatBytes(plan.estimatedPeak)} at peak)`);
+    if (plan.overBudget) {
+      logger.warn(`${basename(loaded.file)}: compute.memory: ${config.compute.memory} is less than ${plan.overBudget}; running with the smallest batches, which may still exceed it. Raise compute.memory${fixedWorkers && plan.workers > 0 ? ' or lower compute.workers' : ''}.`);
+    }
+    const pool = await WorkerPool.start({ modelPath: prep.modelPath, backend: prep.backend.name, limits }, plan.workers, logger, fixedWorkers);
     try {
       for (const { def, opts: mopts } of methods) {
         const before = writer.artifacts.length;

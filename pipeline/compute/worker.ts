@@ -10,6 +10,8 @@ import { runMethodTask, type MethodTask, type MethodTaskResult } from './method-
 export interface WorkerSetup {
   modelPath: string;
   backend: ConcreteBackend;
+  /** The batch limits of the run's memory plan (compute/memory.ts). */
+  limits?: { forward: number; backward: number };
 }
 
 export type WorkerJob =
@@ -37,6 +39,7 @@ export async function serve(port: MessagePort, setup: WorkerSetup): Promise<void
   try {
     await initBackend(setup.backend, silentLogger);
     model = (await loadModel(setup.modelPath)).adapter;
+    if (setup.limits) model.limitBatches(setup.limits);
   } catch (err) {
     port.postMessage({ failed: (err as Error).message.split('\n')[0] } satisfies WorkerReply);
     return;

@@ -69,8 +69,12 @@ export interface ModelAdapter {
   /** Classes the scores and probabilities have (the output units; 2 for a binary head). */
   readonly numClasses: number;
   readonly layers: readonly LayerInfo[];
-  /** Examples per backward pass; forward passes use the caller's batch size. */
+  /** Examples per backward pass (micro-batches of a gradient call). */
   readonly backwardBatch: number;
+  /** Largest batch of one forward pass: a bigger batch given to `forward` runs in pieces. */
+  readonly forwardBatch: number;
+  /** Sets both batch limits (compute/memory.ts plans them from the memory budget). */
+  limitBatches(limits: { forward: number; backward: number }): void;
   countParams(): number;
   /** The layer called `name`; an unknown name throws with the nearest names. */
   layer(name: string): LayerInfo;
@@ -166,9 +170,43 @@ export abstract class BaseAdapter {
   abstract readonly layers: readonly LayerInfo[];
   abstract readonly inputShape: [number, number, number];
   abstract readonly head: Head;
+  abstract backwardBatch: number;
+  forwardBatch = Number.POSITIVE_INFINITY;
   private byName?: Map<string, LayerInfo>;
 
   abstract forward(x: tf.Tensor4D, layerNames?: readonly string[]): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> };
+
+  limitBatches(limits: { forward: number; backward: number }): void {
+    this.forwardBatch = Math.max(1, limits.forward);
+    this.backwardBatch = Math.max(1, limits.backward);
+  }
+
+  /**
+   * `once` on pieces of at most `forwardBatch` examples, the logits and activations concatenated
+   * along the batch axis (the same values as one pass: examples do not interact).
+   */
+  protected chunkedForward(x: tf.Tensor4D, once: (xb: tf.Tensor4D) => { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> }): { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> } {
+    const n = x.shape[0];
+    if (n <= this.forwardBatch) return once(x);
+    const parts: { logits: tf.Tensor2D; activations: Map<string, tf.Tensor> }[] = [];
+    try {
+      for (let s = 0; s < n; s += this.forwardBatch) {
+        const xb = tf.slice(x, [s, 0, 0, 0], [Math.min(this.forwardBatch, n - s), -1, -1, -1]);
+        try {
+          parts.push(once(xb));
+        } finally {
+          xb.dispose();
+        }
+      }
+      const names = [...parts[0].activations.keys()];
+      return {
+        logits: tf.concat(parts.map((p) => p.logits), 0),
+        activations: new Map(names.map((k) => [k, tf.concat(parts.map((p) => p.activations.get(k)!), 0)])),
+      };
+    } finally {
+      for (const p of parts) tf.dispose([p.logits, ...p.activations.values()]);
+    }
+  }
 
   get numClasses(): number {
     return headClassCount(this.head);

@@ -40,7 +40,7 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
   readonly inputShape: [number, number, number];
   readonly head: Head;
   readonly layers: LayerInfo[];
-  readonly backwardBatch: number;
+  backwardBatch: number;
   private readonly inputName: string;
   private readonly logitsNode: string;
   private readonly nodes = new Map<string, GraphNodeDef>();
@@ -124,12 +124,14 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     this.checkInput(x);
     for (const n of layerNames) this.layer(n);
     const names = [...new Set(layerNames)];
-    const outs = this.model.execute({ [this.inputName]: x }, [this.logitsNode, ...names.map((n) => this.nodeOf(n))]) as tf.Tensor[];
-    const list = Array.isArray(outs) ? outs : [outs];
-    const z = list[0] as tf.Tensor2D;
-    const logits = scoresFromOutputs(this.head, z);
-    if (logits !== z && !list.includes(z, 1)) z.dispose();
-    return { logits, activations: new Map(names.map((n, i) => [n, list[i + 1]])) };
+    return this.chunkedForward(x, (xb) => {
+      const outs = this.model.execute({ [this.inputName]: xb }, [this.logitsNode, ...names.map((n) => this.nodeOf(n))]) as tf.Tensor[];
+      const list = Array.isArray(outs) ? outs : [outs];
+      const z = list[0] as tf.Tensor2D;
+      const logits = scoresFromOutputs(this.head, z);
+      if (logits !== z && !list.includes(z, 1)) z.dispose();
+      return { logits, activations: new Map(names.map((n, i) => [n, list[i + 1]])) };
+    });
   }
 
   gradient(x: tf.Tensor4D, objective: Objective, wrt: 'input' | string, layers: readonly string[] = []): GradientResult {

@@ -80,6 +80,12 @@ interface RunOptions {
   record?: Map<number, tf.Tensor>;
   /** Layer names whose outputs to return. */
   keep: ReadonlySet<string>;
+  /**
+   * Dispose every intermediate value as soon as its last reader has run, and each layer's
+   * temporaries at once (forward passes only: a gradient needs them all). Peak memory is then
+   * about the widest few activations of the batch, not the sum of all of them.
+   */
+  release?: boolean;
 }
 
 /** The output activation a layer's `activation` (or the layer itself) applies, if convlens splits it off. */
@@ -115,7 +121,7 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
   readonly inputShape: [number, number, number];
   readonly head: Head;
   readonly layers: LayerInfo[];
-  readonly backwardBatch: number;
+  backwardBatch: number;
   private readonly graph: Graph;
   private readonly rawLayers = new Map<string, LLayer>();
   /** The symbolic id of the scores: the input of a final softmax / sigmoid layer, else the model output. */
@@ -180,12 +186,14 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
     this.checkInput(x);
     for (const n of layerNames) this.layer(n);
     const names = [...new Set(layerNames)];
-    // tf.tidy keeps tensors in arrays and plain objects, not in Maps
-    const [logits, ...acts] = tf.tidy(() => {
-      const { logits, kept } = this.run(x, { keep: new Set(names) });
-      return [scoresFromOutputs(this.head, logits), ...names.map((n) => kept.get(n)!)];
+    return this.chunkedForward(x, (xb) => {
+      // tf.tidy keeps tensors in arrays and plain objects, not in Maps
+      const [logits, ...acts] = tf.tidy(() => {
+        const { logits, kept } = this.run(xb, { keep: new Set(names), release: true });
+        return [scoresFromOutputs(this.head, logits), ...names.map((n) => kept.get(n)!)];
+      });
+      return { logits: logits as tf.Tensor2D, activations: new Map(names.map((n, i) => [n, acts[i]])) };
     });
-    return { logits: logits as tf.Tensor2D, activations: new Map(names.map((n, i) => [n, acts[i]])) };
   }
 
   gradient(x: tf.Tensor4D, objective: Objective, wrt: 'input' | string, layers: readonly string[] = []): GradientResult {
@@ -359,7 +367,27 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
     const values = new Map<number, tf.Tensor>();
     const live = new Set<number>();
     const kept = new Map<string, tf.Tensor>();
-    values.set(this.graph.inputIds[0], x);
+    const release = opts.release === true && !opts.override && !opts.reuse && !opts.record;
+    // release: planned reads per symbolic id, and the reads still to come per tensor (ids alias
+    // one tensor across nested models and pass-through layers)
+    const reads = release ? this.plannedReads(opts.keep) : undefined;
+    const pending = new Map<tf.Tensor, number>();
+    const held = new Set<tf.Tensor>([x]);
+    const bind = (id: number, t: tf.Tensor) => {
+      values.set(id, t);
+      if (reads) pending.set(t, (pending.get(t) ?? 0) + (reads.get(id) ?? 0));
+    };
+    const consumed = (ids: readonly number[]) => {
+      if (!reads) return;
+      for (const id of ids) {
+        const t = values.get(id)!;
+        const left = (pending.get(t) ?? 0) - 1;
+        pending.set(t, left);
+        if (left <= 0 && !held.has(t) && !t.isDisposed) t.dispose();
+      }
+    };
+    const call = (f: () => tf.Tensor[]) => (release ? tf.tidy(f) : f());
+    bind(this.graph.inputIds[0], x);
     if (!opts.override) live.add(this.graph.inputIds[0]);
     let logits: tf.Tensor | undefined;
     const exec = (g: Graph) => {
@@ -372,13 +400,13 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
         if (ins.some((t) => t === undefined)) continue;
         if (s.inner) {
           s.inner.inputIds.forEach((id, i) => {
-            values.set(id, ins[i]!);
+            bind(id, ins[i]!);
             if (live.has(s.inputIds[i])) live.add(id);
           });
           exec(s.inner);
           s.outputIds.forEach((id, i) => {
             const innerId = s.inner!.outputIds[i];
-            values.set(id, values.get(innerId)!);
+            bind(id, values.get(innerId)!);
             if (live.has(innerId)) live.add(id);
           });
           continue;
@@ -392,26 +420,61 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
         } else if (!isLive && opts.reuse && s.outputIds.every((id) => opts.reuse!.has(id))) {
           outs = s.outputIds.map((id) => opts.reuse!.get(id)!);
         } else if (folded) {
-          outs = [foldedCall(folded.layer, s.layer, ins[0]!)];
+          outs = call(() => [foldedCall(folded.layer, s.layer, ins[0]!)]);
         } else if (name === this.splitActivationOf) {
-          const pre = callLayer(s.layer, ins as tf.Tensor[], s.callArgs, true) as tf.Tensor;
+          const [pre, post] = call(() => {
+            const p = callLayer(s.layer, ins as tf.Tensor[], s.callArgs, true) as tf.Tensor;
+            return [p, activate(s.layer.activation!, p)];
+          });
           logits = pre;
-          outs = [activate(s.layer.activation!, pre)];
+          held.add(pre);
+          outs = [post];
         } else {
-          outs = [callLayer(s.layer, ins as tf.Tensor[], s.callArgs, false)].flat();
+          outs = call(() => [callLayer(s.layer, ins as tf.Tensor[], s.callArgs, false)].flat());
         }
         s.outputIds.forEach((id, i) => {
-          values.set(id, outs[i]);
+          bind(id, outs[i]);
           if (isLive) live.add(id);
           opts.record?.set(id, outs[i]);
+          if (id === this.logitsId) held.add(outs[i]);
         });
-        if (opts.keep.has(name)) kept.set(name, outs[0]);
+        if (opts.keep.has(name)) {
+          kept.set(name, outs[0]);
+          held.add(outs[0]);
+        }
+        consumed(source.inputIds);
       }
     };
     exec(this.graph);
     logits ??= values.get(this.logitsId);
     if (!logits) throw new Error('convlens: internal error: the model output was not computed');
     return { logits: logits as tf.Tensor2D, kept };
+  }
+
+  /**
+   * How often each symbolic id is read by the steps a forward pass (no override) runs: the same
+   * walk as run(), without computing anything.
+   */
+  private plannedReads(keep: ReadonlySet<string>): Map<number, number> {
+    const reads = new Map<number, number>();
+    const have = new Set<number>([this.graph.inputIds[0]]);
+    const walk = (g: Graph) => {
+      for (const s of g.steps) {
+        if (s.foldedInto && !keep.has(s.layer.name) && s.layer.name !== this.splitActivationOf) continue;
+        const source = s.foldFrom && !have.has(s.inputIds[0]) ? s.foldFrom : s;
+        if (source.inputIds.some((id) => !have.has(id))) continue;
+        if (s.inner) {
+          s.inner.inputIds.forEach((id) => have.add(id));
+          walk(s.inner);
+          s.outputIds.forEach((id, i) => { if (have.has(s.inner!.outputIds[i])) have.add(id); });
+          continue;
+        }
+        for (const id of source.inputIds) reads.set(id, (reads.get(id) ?? 0) + 1);
+        for (const id of s.outputIds) have.add(id);
+      }
+    };
+    walk(this.graph);
+    return reads;
   }
 }
 
