@@ -33,6 +33,77 @@ export function normalizeMinMax(map: ArrayLike<number>): Float32Array {
 }
 
 /**
+ * How a heatmap picture turns a map's values into [0, 1] before colouring (the raw .npy keeps the
+ * values as computed):
+ *  - 'min-max': (v - min) / (max - min) per map (normalizeMinMax), for dense maps (CAM family,
+ *    occlusion, activations);
+ *  - { outlierPercent: p }: Captum's visualize_image_attr rule for sparse attribution maps
+ *    (normalizeOutliers): |v| / t clipped to 1, where t is the smallest |v| at which the sorted
+ *    |values| sum to (100 - p)% of their total. Captum's default is p = 2.
+ */
+export type DisplayScaling = 'min-max' | { outlierPercent: number };
+
+/** Captum's default: the brightest values holding 2% of the total are shown saturated. */
+export const CAPTUM_OUTLIERS: DisplayScaling = { outlierPercent: 2 };
+
+/**
+ * Captum's `_cumulative_sum_threshold(|values|, 100 - outlierPercent)`: with s the |values| sorted
+ * ascending and S_k = s_1 + ... + s_k, the first s_k with S_k >= (100 - outlierPercent)/100 * S_n.
+ * The values above it hold at most `outlierPercent` % of the total. 0 for an all-zero map.
+ */
+export function outlierThreshold(values: ArrayLike<number>, outlierPercent: number): number {
+  if (!(outlierPercent >= 0 && outlierPercent <= 100)) throw new RangeError(`outlierPercent must be in [0, 100], got ${outlierPercent}`);
+  const sorted = new Float64Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = Math.abs(values[i]);
+    sorted[i] = Number.isFinite(v) ? v : 0;
+  }
+  sorted.sort();
+  let total = 0;
+  for (const v of sorted) total += v;
+  const target = total * 0.01 * (100 - outlierPercent);
+  let sum = 0;
+  for (const v of sorted) {
+    sum += v;
+    if (sum >= target) return v;
+  }
+  return sorted.length ? sorted[sorted.length - 1] : 0;
+}
+
+/**
+ * Captum's visualize_image_attr(sign="absolute_value", outlier_perc=p) scaling:
+ *   v -> min(|v| / t, 1),  t = outlierThreshold(values, p)
+ * so a few extreme pixels no longer push every other pixel to the bottom of the colour map, as
+ * min-max does on sparse maps. An all-zero map stays all zeros.
+ */
+export function normalizeOutliers(map: ArrayLike<number>, outlierPercent: number): Float32Array {
+  return scaleClipped(map, outlierThreshold(map, outlierPercent));
+}
+
+/** min(|v| / t, 1) per value; all zeros when t is not positive. */
+function scaleClipped(map: ArrayLike<number>, t: number): Float32Array {
+  const out = new Float32Array(map.length);
+  if (!(t > 0)) return out;
+  for (let i = 0; i < map.length; i++) {
+    const v = Math.abs(map[i]);
+    out[i] = Number.isFinite(v) ? Math.min(1, v / t) : 0;
+  }
+  return out;
+}
+
+/** A map scaled to [0, 1] for display by `scaling`, and the map value shown at the top of the colour map. */
+export function normalizeForDisplay(map: ArrayLike<number>, scaling: DisplayScaling): { values: Float32Array; top: number } {
+  if (scaling === 'min-max') return { values: normalizeMinMax(map), top: valueRange(map)[1] };
+  const t = outlierThreshold(map, scaling.outlierPercent);
+  return { values: scaleClipped(map, t), top: t };
+}
+
+/** A short description of the scaling, as recorded in the heatmap's stats (`display`). */
+export function describeScaling(scaling: DisplayScaling): string {
+  return scaling === 'min-max' ? 'min-max' : `|v| / t, top ${scaling.outlierPercent}% of total clipped`;
+}
+
+/**
  * Bilinear resize of maps [n, h, w, c] to [n, H, W, c] with half-pixel centres, which is
  * OpenCV's cv2.resize(INTER_LINEAR) as used by pytorch-grad-cam.
  */

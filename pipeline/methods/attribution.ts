@@ -5,7 +5,7 @@ import { ConvlensError } from '../errors.ts';
 import { classScore, type ModelAdapter } from '../model/adapter.ts';
 import type { ReluRule } from '../model/relu-rules.ts';
 import { valueRange } from '../render.ts';
-import { writeSampleMaps } from './maps.ts';
+import { CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
 import { oneHotRows, resolveTargets, type TargetOption } from './targets.ts';
 import type { MethodContext } from './types.ts';
 
@@ -181,7 +181,8 @@ export async function writeSignedImages(ctx: MethodContext, values: tf.Tensor4D,
 /**
  * Deconvnet and guided backpropagation: the input gradient of the class score under a
  * modified ReLU backward rule, written as a signed gradient image (raw [H, W, C]) and as a
- * heatmap of max_c |g| with its overlay (raw [H, W]).
+ * heatmap of max_c |g| with its overlay (raw [H, W]), scaled by Captum's outlier rule
+ * (CAPTUM_OUTLIERS) like every input-gradient heatmap.
  */
 export async function runReluRuleGradients(ctx: MethodContext, rule: Exclude<ReluRule, 'standard'>, meta: {
   method: string;
@@ -200,7 +201,7 @@ export async function runReluRuleGradients(ctx: MethodContext, rule: Exclude<Rel
     const map = reduceChannels(grad, 'abs-max');
     try {
       await writeSampleMaps(ctx, { raw: map, display: map }, { reading: 'bright pixels change the score most, in either direction', 
-        method: meta.method, title: meta.title, targets, alpha: meta.alpha,
+        method: meta.method, title: meta.title, targets, alpha: meta.alpha, display: CAPTUM_OUTLIERS,
         stats: () => ({ reluRule: rule, reduce: 'abs-max' }),
       });
     } finally {

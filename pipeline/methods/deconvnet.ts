@@ -13,7 +13,9 @@ import { alphaOption } from './maps.ts';
  * only in this rule (unpooling with switches is the max-pool gradient; transposed filters are the
  * conv gradient). The paper projects one feature map; like Captum we start from the class score.
  * Output: g [H, W, C] as a signed gradient image (pytorch-grad-cam's deprocess_image, see
- * attribution.ts signedImage; raw [H, W, C]) and max_k |g_k| as a heatmap (raw [H, W]).
+ * attribution.ts signedImage; raw [H, W, C]) and M = max_k |g_k| as a heatmap (raw [H, W]) drawn
+ * as min(M / t, 1), t the value at which the sorted M sum to 98% of their total (Captum's
+ * visualize_image_attr, outlier_perc = 2).
  */
 export const deconvnet = defineMethod({
   id: 'deconvnet',

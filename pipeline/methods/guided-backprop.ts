@@ -12,7 +12,9 @@ import { alphaOption } from './maps.ts';
  * (ReLU only: ReLU6, LeakyReLU and other activations keep their gradient; see model/relu-rules.ts), as Captum's
  * GuidedBackprop. The rule is switched globally for the pass and always restored.
  * Output: g [H, W, C] as a signed gradient image (pytorch-grad-cam's deprocess_image, see
- * attribution.ts signedImage; raw [H, W, C]) and max_k |g_k| as a heatmap (raw [H, W]).
+ * attribution.ts signedImage; raw [H, W, C]) and M = max_k |g_k| as a heatmap (raw [H, W]) drawn
+ * as min(M / t, 1), t the value at which the sorted M sum to 98% of their total (Captum's
+ * visualize_image_attr, outlier_perc = 2).
  */
 export const guidedBackprop = defineMethod({
   id: 'guided-backprop',

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { spatialLayerProblems } from './cam-shared.ts';
 import { gradCamMaps } from './grad-cam.ts';
 import { inputGradients, reduceChannels, writeSignedImages } from './attribution.ts';
-import { alphaOption, writeSampleMaps } from './maps.ts';
+import { alphaOption, CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
 import { classOptionProblems, targetOption, resolveTargets } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
@@ -20,8 +20,10 @@ import { defineMethod, type MethodContext } from './types.ts';
  * Shown twice per sample:
  *  - as a gradient image drawn as every signed image (attribution.ts signedImage: pytorch-grad-cam's
  *    deprocess_image); raw data G [H, W, C] in the model's channel order;
- *  - as a heatmap of its magnitude max_channels |G^c| (Simonyan et al. 2014's saliency reduction)
- *    with overlay; raw data [H, W].
+ *  - as a heatmap of its magnitude M = max_channels |G^c| (Simonyan et al. 2014's saliency
+ *    reduction) with overlay; raw data [H, W]. The picture shows min(M / t, 1), t the value at
+ *    which the sorted M sum to 98% of their total (Captum's visualize_image_attr default
+ *    outlier_perc = 2; render.ts outlierThreshold): the product is sparser than either factor.
  * Default layer: the last spatial layer (for a NiN/Darknet 1x1-conv head, its input).
  */
 export const guidedGradCam = defineMethod({
@@ -49,7 +51,7 @@ export const guidedGradCam = defineMethod({
         method: 'guided-grad-cam', title: 'Guided Grad-CAM', name: 'gradient', targets, layer,
         describe: `the guided-backpropagation gradient of each input channel, weighted by the Grad-CAM map at ${layer}`,
       });
-      await writeSampleMaps(ctx, { raw: magnitude, display: magnitude }, { method: 'guided-grad-cam', title: 'Guided Grad-CAM magnitude', layer, targets, alpha: opts.alpha, reading: 'bright pixels change the score most, in either direction' });
+      await writeSampleMaps(ctx, { raw: magnitude, display: magnitude }, { method: 'guided-grad-cam', title: 'Guided Grad-CAM magnitude', layer, targets, alpha: opts.alpha, display: CAPTUM_OUTLIERS, reading: 'bright pixels change the score most, in either direction' });
     } finally {
       tf.dispose([product, magnitude]);
     }

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { separableGaussianBlur } from '../render.ts';
 import { blackPixel, classScores, meanInputGradient, writeSignedImages } from './attribution.ts';
-import { alphaOption, writeSampleMaps } from './maps.ts';
+import { alphaOption, CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
 import { resolveTargets, targetOption } from './targets.ts';
 import { defineMethod } from './types.ts';
 
@@ -28,7 +28,10 @@ export const COMPLETENESS_WARN = 0.05;
  * Lundberg & Lee 2020, "Visualizing the Impact of Feature Attribution Baselines"), as
  * scipy.ndimage.gaussian_filter(x, [s, s, 0], mode='reflect', truncate=4).
  * Output: the signed channel sum sum_k A_k [H, W] (raw) shown as a heatmap of its absolute value
- * (Captum's visualize_image_attr sign="absolute_value"), and A [H, W, C] as a signed image (raw).
+ * scaled as Captum's visualize_image_attr(sign="absolute_value", outlier_perc=2) does:
+ *   min(|sum_k A_k| / t, 1),   t = the smallest |value| at which the sorted |values| reach 98% of their sum
+ * (render.ts outlierThreshold; IG maps are sparse and min-max leaves them nearly black), and
+ * A [H, W, C] as a signed image (raw).
  */
 export const integratedGradients = defineMethod({
   id: 'integrated-gradients',
@@ -100,7 +103,7 @@ export const integratedGradients = defineMethod({
         const display = tf.abs(signed) as tf.Tensor3D;
         try {
           await writeSampleMaps(ctx, { raw: signed, display }, { reading: 'bright pixels change the score most, in either direction', 
-            method: 'integrated-gradients', title: 'Integrated gradients', targets, alpha: opts.alpha,
+            method: 'integrated-gradients', title: 'Integrated gradients', targets, alpha: opts.alpha, display: CAPTUM_OUTLIERS,
             stats: (i) => ({ ...stats[i], steps: m, baseline: opts.baseline, ...(opts.baseline === 'blurred' ? { blurSigma: opts.blurSigma } : { baselineValue: black.join(', ') }) }),
           });
         } finally {

@@ -1,7 +1,9 @@
 import type * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { blend, colorize, normalizeMinMax, valueRange } from '../render.ts';
+import { blend, colorize, describeScaling, normalizeForDisplay, valueRange, type DisplayScaling } from '../render.ts';
 import type { MethodContext } from './types.ts';
+
+export { CAPTUM_OUTLIERS } from '../render.ts';
 
 /** Heatmap opacity in overlays, shared by every method that writes maps. */
 export const alphaOption = z.number().min(0).max(1).default(0.5).describe('Heatmap opacity in the overlay');
@@ -9,7 +11,7 @@ export const alphaOption = z.number().min(0).max(1).default(0.5).describe('Heatm
 export interface SampleMaps {
   /** Maps as computed (before upsampling or scaling) [n, h, w]: saved as raw .npy. */
   raw: tf.Tensor3D;
-  /** Maps at the input size [n, H, W]: min-max scaled, colour-mapped and blended. */
+  /** Maps at the input size [n, H, W]: scaled to [0, 1] (MapMeta.display), colour-mapped and blended. */
   display: tf.Tensor3D;
 }
 
@@ -36,6 +38,14 @@ export interface MapMeta {
    * gridHeight / gridWidth; the metrics match their random baseline to it.
    */
   grid?: [number, number];
+  /**
+   * How the heatmap picture scales the display map to [0, 1] (render.ts DisplayScaling; default
+   * 'min-max'). Sparse attribution maps (the input-gradient methods) pass CAPTUM_OUTLIERS:
+   * |v| / t clipped to 1, t the value above which the brightest pixels hold 2% of the total, as
+   * Captum's visualize_image_attr. Only the pictures change: the raw .npy is the map as computed.
+   * Saved as the stats `display` (and `displayTop`, the value drawn at the top of the colour map).
+   */
+  display?: DisplayScaling;
 }
 
 /**
@@ -47,12 +57,14 @@ export async function writeSampleMaps(ctx: MethodContext, maps: SampleMaps, meta
   const [, H, W] = maps.display.shape;
   const raw = (await maps.raw.data()) as Float32Array;
   const disp = (await maps.display.data()) as Float32Array;
+  const scaling = meta.display ?? 'min-max';
   for (let i = 0; i < n; i++) {
     const s = ctx.samples[i];
     const cls = meta.targets[i];
     const className = ctx.classes[cls] ?? String(cls);
     const caption = meta.classCaption?.(cls, i) ?? `"${className}"`;
-    const heat = colorize(normalizeMinMax(disp.subarray(i * H * W, (i + 1) * H * W)), ctx.settings.colormap);
+    const scaled = normalizeForDisplay(disp.subarray(i * H * W, (i + 1) * H * W), scaling);
+    const heat = colorize(scaled.values, ctx.settings.colormap);
     const rawMap = raw.slice(i * h * w, (i + 1) * h * w);
     const [min, max] = valueRange(rawMap);
     const key = meta.variant ? `${cls}-${meta.variant}` : `${cls}`;
@@ -63,7 +75,7 @@ export async function writeSampleMaps(ctx: MethodContext, maps: SampleMaps, meta
       id: `${meta.method}/${s.id}/${key}/heatmap`,
       title: `${meta.title} for ${caption}${at}`,
       alt: `${meta.title} heatmap of sample ${s.source} for ${caption}${at}; ${meta.reading ?? 'bright regions raised the score'}`,
-      stats: { min, max, mapHeight: h, mapWidth: w, gridHeight: meta.grid?.[0] ?? h, gridWidth: meta.grid?.[1] ?? w, ...(meta.stats?.(i) ?? {}) },
+      stats: { min, max, mapHeight: h, mapWidth: w, gridHeight: meta.grid?.[0] ?? h, gridWidth: meta.grid?.[1] ?? w, display: describeScaling(scaling), ...(scaling === 'min-max' ? {} : { displayTop: scaled.top }), ...(meta.stats?.(i) ?? {}) },
     }, { pixels: heat, width: W, height: H, channels: 3 }, { data: rawMap, shape: [h, w] });
     await ctx.out.image(`${meta.method}/${s.id}`, `${key}-overlay`, {
       ...base,

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { channelReduceOption, inputGradients, reduceChannels } from './attribution.ts';
-import { alphaOption, writeSampleMaps } from './maps.ts';
+import { alphaOption, CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
 import { resolveTargets, targetOption } from './targets.ts';
 import { defineMethod } from './types.ts';
 
@@ -14,7 +14,9 @@ import { defineMethod } from './types.ts';
  *   M = sum_k g_k^2                 (variant squared: the squared gradient magnitude per pixel)
  * Captum's Saliency returns |g| per channel and leaves the reduction to the visualisation, which
  * sums over channels; PAIR-code/saliency's visualisation sums |g| over channels too. We follow the
- * paper. Raw data: M [H, W]; the heatmap shows M min-max scaled per image.
+ * paper. Raw data: M [H, W]. The heatmap shows min(M / t, 1), with t the smallest value at which
+ * the sorted M sum to 98% of their total (Captum's visualize_image_attr, outlier_perc = 2; render.ts
+ * outlierThreshold): gradient maps are sparse, and min-max would leave all but a few pixels dark.
  */
 export const saliency = defineMethod({
   id: 'saliency',
@@ -36,7 +38,7 @@ export const saliency = defineMethod({
     grad.dispose();
     try {
       await writeSampleMaps(ctx, { raw: map, display: map }, { reading: 'bright pixels change the score most, in either direction', 
-        method: 'saliency', title: 'Saliency', targets, alpha: opts.alpha,
+        method: 'saliency', title: 'Saliency', targets, alpha: opts.alpha, display: CAPTUM_OUTLIERS,
         stats: () => ({ variant: opts.variant }),
       });
     } finally {

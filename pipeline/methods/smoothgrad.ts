@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { channelReduceOption, meanInputGradient, reduceChannels } from './attribution.ts';
-import { alphaOption, writeSampleMaps } from './maps.ts';
+import { alphaOption, CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
 import { resolveTargets, targetOption } from './targets.ts';
 import { mulberry32, normals } from '../random.ts';
 import { defineMethod } from './types.ts';
@@ -18,7 +18,9 @@ import { defineMethod } from './types.ts';
  * default: the paper shows n = 50 but reports diminishing returns beyond that, and every sample
  * costs one backward pass per noisy copy. Noise is seeded per sample (seed + the sample's index in
  * the run, drawn with random.ts's mulberry32, whatever the backend), so a run is reproducible and
- * does not depend on how samples are split across workers. Raw data: M [H, W].
+ * does not depend on how samples are split across workers. Raw data: M [H, W]. Heatmap:
+ * min(M / t, 1), t the value at which the sorted M sum to 98% of their total (Captum's
+ * visualize_image_attr default outlier_perc = 2, as for saliency), not min-max.
  */
 export const smoothgrad = defineMethod({
   id: 'smoothgrad',
@@ -62,7 +64,7 @@ export const smoothgrad = defineMethod({
       const map = tf.tidy(() => reduceChannels(tf.stack(means) as tf.Tensor4D, opts.variant));
       try {
         await writeSampleMaps(ctx, { raw: map, display: map }, { reading: 'bright pixels change the score most, in either direction', 
-          method: 'smoothgrad', title: 'SmoothGrad', targets, alpha: opts.alpha,
+          method: 'smoothgrad', title: 'SmoothGrad', targets, alpha: opts.alpha, display: CAPTUM_OUTLIERS,
           stats: (i) => ({ variant: opts.variant, n: opts.n, noise: opts.noise, sigma: sigmas[i], seed: ctx.settings.seed + opts.seed + ctx.samples[i].index }),
         });
       } finally {

@@ -36,7 +36,6 @@
     img.width = like.width;
     img.height = like.height;
     img.decoding = 'async';
-    img.loading = 'lazy';
     img.src = src;
     return img;
   }

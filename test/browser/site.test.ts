@@ -373,6 +373,77 @@ describe.skipIf(!haveChromium)('the report site in Chromium', () => {
     await page.close();
   }, 60_000);
 
+  it('fits a narrow screen (390 px): no page is wider than the viewport, wide tables scroll in their own box', async () => {
+    const narrow = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1 });
+    const page = await narrow.newPage();
+    const problems = watch(page);
+    const pages = ['metrics/index.html', 'samples/circle-circle-1/index.html', 'index.html', 'layers/index.html', 'classes/index.html', 'embedding/index.html', 'releases/index.html', 'releases/r1/index.html'];
+    const wide: string[] = [];
+    for (const p of pages) {
+      await page.goto(`${server.url}${p}`, { waitUntil: 'load' });
+      await page.waitForLoadState('networkidle'); // leaving earlier would abort the scatter's thumbnail requests
+      const { scrollWidth, innerWidth } = await page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth }));
+      if (scrollWidth > innerWidth) wide.push(`${p}: ${scrollWidth} px wide in a ${innerWidth} px viewport`);
+    }
+    // the randomization table is there, wider than the screen, and scrolls inside its box
+    await page.goto(`${server.url}metrics/index.html`, { waitUntil: 'load' });
+    const box = page.locator('section[aria-labelledby="randomization"] .table-scroll');
+    expect(await box.count()).toBe(1);
+    const fit = await box.evaluate((el) => ({ scroll: el.scrollWidth, client: el.clientWidth, right: el.getBoundingClientRect().right, overflow: getComputedStyle(el).overflowX }));
+    expect(fit.overflow).toBe('auto');
+    expect(fit.scroll).toBeGreaterThan(fit.client);
+    expect(fit.right).toBeLessThanOrEqual(390);
+    await screenshot(page, 'narrow-metrics');
+    await page.goto(`${server.url}samples/circle-circle-1/index.html`, { waitUntil: 'load' });
+    await screenshot(page, 'narrow-sample');
+    expect(wide).toEqual([]);
+    expect(problems.console).toEqual([]);
+    expect(problems.failed).toEqual([]);
+    await narrow.close();
+  }, 120_000);
+
+  it('prints every picture: under print media each img has loaded without any scrolling, with and without JavaScript', async () => {
+    const pages = ['index.html', 'samples/circle-circle-1/index.html', 'metrics/index.html', 'classes/index.html', 'classes/2/index.html', 'embedding/index.html', 'layers/conv1/index.html', 'releases/r1/index.html'];
+    /** The imgs with a src that have not loaded (naturalWidth 0), in document order. */
+    const empty = (page: Page) => page.evaluate(() => [...document.querySelectorAll('img[src]')]
+      .filter((img) => !(img as HTMLImageElement).complete || (img as HTMLImageElement).naturalWidth === 0)
+      .map((img) => img.getAttribute('src') ?? ''));
+    for (const javaScriptEnabled of [true, false]) {
+      // a short viewport and no scrolling: most pictures lie below it. Chromium loads lazy images
+      // some distance below the viewport anyway, so on these short pages the test also requires
+      // that no image is left lazy (where a long page would print it empty)
+      const ctx = await browser.newContext({ viewport: { width: 1024, height: 400 }, javaScriptEnabled });
+      const page = await ctx.newPage();
+      const problems = watch(page);
+      for (const p of pages) {
+        await page.goto(`${server.url}${p}`, { waitUntil: 'load' });
+        await page.emulateMedia({ media: 'print' });
+        expect(await page.evaluate(() => window.scrollY)).toBe(0);
+        const lazy = () => page.evaluate(() => document.querySelectorAll('img[loading="lazy"]').length);
+        const where = `${p} (JavaScript ${javaScriptEnabled ? 'on' : 'off'})`;
+        if (javaScriptEnabled) {
+          // no image is left lazy: pages load theirs eagerly, and public/js/eager.js switches the
+          // long lists of the classes and embedding pages to eager once the page has loaded
+          await expect.poll(lazy, { timeout: 10_000, message: where }).toBe(0);
+        } else if (await lazy() > 0) {
+          // without JavaScript only those long lists stay lazy (they load as the reader scrolls)
+          expect(p, `lazy images on ${where}`).toMatch(/^(classes|embedding)\/index\.html$/);
+          continue;
+        }
+        await expect.poll(() => empty(page), { timeout: 10_000, message: where }).toEqual([]);
+        await page.waitForLoadState('networkidle');
+        await page.emulateMedia({ media: 'screen' });
+      }
+      await page.goto(`${server.url}samples/circle-circle-1/index.html`, { waitUntil: 'load' });
+      await page.emulateMedia({ media: 'print' });
+      await page.screenshot({ path: join(SHOTS, `print-sample${javaScriptEnabled ? '' : '-no-js'}.png`), fullPage: true });
+      expect(await empty(page)).toEqual([]);
+      expect(problems.failed).toEqual([]);
+      if (javaScriptEnabled) expect(problems.console).toEqual([]);
+      await ctx.close();
+    }
+  }, 180_000);
+
   it('summary.html shows all its images with no network at all', async () => {
     const offline = await browser.newContext({ offline: true });
     const page = await offline.newPage();
@@ -382,9 +453,11 @@ describe.skipIf(!haveChromium)('the report site in Chromium', () => {
     await page.route('**', (route) => (route.request().url() === fileUrl ? route.continue() : route.abort()));
     page.on('request', (r) => requests.push(r.url()));
     await page.goto(fileUrl, { waitUntil: 'load' });
-    const images = await page.evaluate(() => [...document.images].map((img) => ({ ok: img.complete && img.naturalWidth > 0, data: img.src.startsWith('data:') })));
+    const images = await page.evaluate(() => [...document.images].map((img) => ({ ok: img.complete && img.naturalWidth > 0, data: img.src.startsWith('data:'), natural: img.naturalWidth, shown: img.width })));
     expect(images.length).toBeGreaterThan(10);
     expect(images.every((i) => i.ok && i.data)).toBe(true);
+    // display-size copies: never more pixels than the summary shows (small ones are enlarged, pixelated)
+    expect(images.filter((i) => i.natural > i.shown)).toEqual([]);
     expect(requests.filter((u) => u !== fileUrl && !u.startsWith('data:'))).toEqual([]);
     await screenshot(page, 'summary-offline');
     await offline.close();
