@@ -80,3 +80,14 @@ export function displaySize(
   }
   return { width: w, height: h, pixelated: false };
 }
+
+/**
+ * A layer name short enough for a tab: graph node paths (`StatefulPartitionedCall/model/block_16_project/Conv2D`,
+ * ONNX `/features/features.12/Concat`) keep their last two segments after an ellipsis; other
+ * names stay whole. The full name goes into the element's title.
+ */
+export function shortLayerName(name: string): string {
+  const parts = name.split('/').filter(Boolean);
+  if (parts.length <= 2 && name.length <= 40) return name;
+  return parts.length <= 2 ? name : `…/${parts.slice(-2).join('/')}`;
+}

@@ -21,6 +21,7 @@ import {
   type Sample,
 } from './manifest.ts';
 import { layerSlugs, releaseFileSegments } from './paths.ts';
+import { shortLayerName } from './format.ts';
 
 /**
  * The report's views of a manifest beyond plain grouping: explanation cards for the sample pages,
@@ -35,8 +36,10 @@ import { layerSlugs, releaseFileSegments } from './paths.ts';
 export interface ExplanationView {
   /** The artifact id without its last part: the same for a heatmap, its overlay and its extras. */
   key: string;
-  /** Tab label: class name, contrast and/or layer. */
+  /** Tab label: class name, contrast and/or layer (a long layer name shortened, see shortLayerName). */
   label: string;
+  /** The label with the layer's full name, where it was shortened (the tab's title). */
+  fullLabel?: string;
   class?: number;
   layer?: string;
   /** Colour-mapped map and its blend over the image (shown as a stack with adjustable opacity). */
@@ -126,8 +129,13 @@ function labelViews(manifest: Manifest, card: ExplanationCard): void {
       const versus = stats.versusName ?? (typeof stats.versus === 'number' ? className(manifest, stats.versus) : undefined);
       parts.push(versus !== undefined ? `${name} vs ${String(versus)}` : name);
     }
-    if (v.layer !== undefined && (layers.size > 1 || v.class === undefined)) parts.push(v.layer);
+    const full = [...parts];
+    if (v.layer !== undefined && (layers.size > 1 || v.class === undefined)) {
+      parts.push(shortLayerName(v.layer));
+      full.push(v.layer);
+    }
     v.label = parts.join(' · ') || a.title;
+    if (full.join(' · ') !== v.label && full.length) v.fullLabel = full.join(' · ');
   }
   const seen = new Map<string, number>();
   for (const v of card.views) {

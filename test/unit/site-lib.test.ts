@@ -7,6 +7,7 @@ import { colormapRgb } from '../../pipeline/colormap.ts';
 import { colorize } from '../../pipeline/render.ts';
 import type { Artifact, Manifest } from '../../pipeline/manifest.ts';
 import { placeOf } from '../../src/lib/manifest.ts';
+import { shortLayerName } from '../../src/lib/format.ts';
 import { layerSlugs, releaseSlugs } from '../../src/lib/paths.ts';
 import { explanationCards, fitSize, imageSize, misclassified, scatterData, type EmbeddingView } from '../../src/lib/report.ts';
 
@@ -46,6 +47,22 @@ describe('site helpers', () => {
     expect(gc.initial).toBe(1);
     expect(cards[2].views[0].image?.id).toBe('guided-backprop/s/1/gradient');
     expect(cards[3].views[0].label).toBe('cat vs <b>');
+  });
+
+  it('long graph layer names become short tab labels, with the full name as the title', () => {
+    expect(shortLayerName('conv5')).toBe('conv5');
+    expect(shortLayerName('block_1/conv')).toBe('block_1/conv');
+    expect(shortLayerName('StatefulPartitionedCall/model/block_16_project/Conv2D')).toBe('…/block_16_project/Conv2D');
+    expect(shortLayerName('/features/features.12/Concat')).toBe('…/features.12/Concat');
+    const long = 'StatefulPartitionedCall/model/block_16_project/Conv2D';
+    const cards = explanationCards(manifest, [
+      img('activations/s/a/heatmap', { layer: long }),
+      img('activations/s/b/heatmap', { layer: 'StatefulPartitionedCall/model/block_15_add/Add' }),
+    ], { id: 's', source: 's.png', path: 's.png', predictions: [] });
+    expect(cards[0].views.map((v) => [v.label, v.fullLabel])).toEqual([
+      ['…/block_16_project/Conv2D', long],
+      ['…/block_15_add/Add', 'StatefulPartitionedCall/model/block_15_add/Add'],
+    ]);
   });
 
   it('places artifacts on the page that shows them', () => {
