@@ -15,6 +15,7 @@ import { MemoryLogger, silentLogger } from '../../pipeline/logger.ts';
 import { saveLayersModel } from '../../pipeline/model/io.ts';
 import { runReport } from '../../pipeline/run.ts';
 import { buildSite } from '../../pipeline/site.ts';
+import { CHEAP_RUN_YAML } from '../helpers/cheap-config.ts';
 
 const init = (seed: number) => tf.initializers.glorotUniform({ seed });
 
@@ -43,12 +44,7 @@ async function project(model: tf.LayersModel, labels: string[], folders: string[
     '    folder: images',
     '  dataset:',
     '    folder: images',
-    'compute:',
-    '  backend: wasm',
-    '  workers: 0',
-    'methods:',
-    '  integrated-gradients: { steps: 4 }',
-    '  smoothgrad: { n: 2 }',
+    ...CHEAP_RUN_YAML,
     '  class-visualization: { steps: 2 }',
     '  embedding: { algorithm: pca }',
     'metrics:',

@@ -19,6 +19,7 @@ import { Manifest } from '../../pipeline/manifest.ts';
 import { METHOD_IDS } from '../../pipeline/methods/registry.ts';
 import { decodeNpy } from '../../pipeline/npy.ts';
 import { runReport } from '../../pipeline/run.ts';
+import { CHEAP_RUN_YAML } from '../helpers/cheap-config.ts';
 
 const FIXTURES = resolve(import.meta.dirname, '../../../shared/fixtures');
 const ONNX = join(FIXTURES, 'onnx');
@@ -49,12 +50,7 @@ async function project(arch: string): Promise<string> {
     'data:',
     '  samples: { folder: samples }',
     '  dataset: { folder: dataset }',
-    'compute:',
-    '  backend: wasm',
-    '  workers: 0',
-    'methods:',
-    '  integrated-gradients: { steps: 4 }',
-    '  smoothgrad: { n: 2 }',
+    ...CHEAP_RUN_YAML,
     '  class-visualization: { classes: [0], steps: 2 }',
     '  occlusion: { size: 32, stride: 32 }',
     '  activations: { maxLayers: 2, maxChannels: 4 }',
