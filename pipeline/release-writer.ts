@@ -6,6 +6,7 @@ import { swapDir, writeFileAtomic, writeJsonAtomic } from './fs-atomic.ts';
 import { encodeNpy } from './npy.ts';
 import { encodeImage } from './render.ts';
 import { type Artifact, type Manifest, parseManifest } from './manifest.ts';
+import { slug } from './data/ids.ts';
 
 /** The file that marks a staging folder as convlens's own unfinished release. */
 const STAGING_MARK = '.convlens-staging';
@@ -32,10 +33,8 @@ export async function sweepStaging(releasesDir: string): Promise<number> {
   return removed;
 }
 
-/** Lower-case slug for file names: layer names like "block1/conv:0" stay readable and safe. */
-export function slug(s: string): string {
-  return s.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'x';
-}
+/** File names in a release are `slug(name)` (data/ids.ts, FILE_NAME_SLUG); re-exported for the methods. */
+export { slug };
 
 type ArtifactMeta = Omit<Artifact, 'path' | 'kind' | 'raw' | 'width' | 'height' | 'files'>;
 type Picture = { pixels: Uint8Array; width: number; height: number; channels: 1 | 3 };

@@ -1,9 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { yieldIfDue } from '../interrupt.ts';
 import { z } from 'zod';
+import { perChannel, pixelToInputs } from '../data/preprocess.ts';
 import { ConvlensError } from '../errors.ts';
 import { classScore, type ModelAdapter } from '../model/adapter.ts';
-import type { ReluRule } from '../model/relu-rules.ts';
+import { withReluRule, type ReluRule } from '../model/relu-rules.ts';
 import { valueRange } from '../render.ts';
 import { CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
 import { oneHotRows, resolveTargets, type TargetOption } from './targets.ts';
@@ -11,19 +12,16 @@ import type { MethodContext } from './types.ts';
 
 /**
  * Shared steps of the input-gradient methods (saliency, SmoothGrad, deconvnet, guided
- * backpropagation, integrated gradients): class targets, input gradients of a pre-softmax class
- * score, the channel reductions that turn a gradient [n, H, W, C] into a map [n, H, W], and the
- * writer of signed per-channel images (gradients, attributions).
+ * backpropagation, integrated gradients): input gradients of a pre-softmax class score (the
+ * classes come from targets.ts), the channel reductions that turn a gradient [n, H, W, C] into a
+ * map [n, H, W], and the writer of signed per-channel images (gradients, attributions).
  */
-
-/** Overlay opacity option shared by these methods. */
 
 /** How a gradient [.., C] becomes one value per pixel. */
 export const channelReduceOption = z.enum(['abs-max', 'squared']).default('abs-max')
   .describe('abs-max: max over channels of |g| (Simonyan et al.); squared: sum over channels of g^2');
 export type ChannelReduce = z.infer<typeof channelReduceOption>;
 
-/** The class explained for every sample; an unknown class name or index is an error. */
 /** d S_{t_i}(x_i) / d x_i for every example i: [n, H, W, C] (micro-batched by the adapter). */
 export function inputGradients(model: ModelAdapter, x: tf.Tensor4D, targets: readonly number[]): tf.Tensor4D {
   const weights = oneHotRows(targets, model.numClasses);
@@ -88,20 +86,19 @@ export function reduceChannels(g: tf.Tensor4D, how: ChannelReduce): tf.Tensor3D 
 
 /**
  * The value of a black pixel in the model's input space, per input channel (model order):
- * (0 * scale - mean[c]) / std[c] from the preprocessing, unless the option gives the value(s).
+ * pixelToInput(0, c) from the preprocessing, unless the option gives the value(s) (one value
+ * for every channel, or one per channel).
  */
 export function blackPixel(ctx: MethodContext, option: number | number[] | undefined): number[] {
   const channels = ctx.input.shape[3];
-  const pick = (v: readonly number[], c: number) => (v.length === 1 ? v[0] : v[c]);
   if (option !== undefined) {
     const v = typeof option === 'number' ? [option] : option;
     if (v.length !== 1 && v.length !== channels) {
       throw new ConvlensError(`viz.yaml: methods.integrated-gradients.baselineValue: has ${v.length} values; give 1 or one per input channel (${channels})`);
     }
-    return Array.from({ length: channels }, (_, c) => pick(v, c));
+    return Array.from({ length: channels }, (_, c) => perChannel(v, c));
   }
-  const { scale, mean, std } = ctx.preprocessing;
-  return Array.from({ length: channels }, (_, c) => (0 * scale - pick(mean, c)) / pick(std, c));
+  return pixelToInputs(0, channels, ctx.preprocessing);
 }
 
 /**
@@ -192,7 +189,7 @@ export async function runReluRuleGradients(ctx: MethodContext, rule: Exclude<Rel
 }): Promise<void> {
   const targets = resolveTargets(ctx, meta.target, meta.method);
   if (targets.length === 0) return;
-  const grad = await ctx.model.withReluRule(rule, () => inputGradients(ctx.model, ctx.input, targets));
+  const grad = await withReluRule(rule, () => inputGradients(ctx.model, ctx.input, targets));
   try {
     await writeSignedImages(ctx, grad, {
       method: meta.method, title: meta.title, name: 'gradient', targets,

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { yieldIfDue } from '../interrupt.ts';
 import { headProbabilities } from '../model/head.ts';
 import { z } from 'zod';
+import { perChannel, pixelToInput, type PixelScaling } from '../data/preprocess.ts';
 import { ConvlensError, nearest } from '../errors.ts';
 import { classScore, type ModelAdapter, type Objective } from '../model/adapter.ts';
 import { ImageParameterization, type InputRange } from './image-parameterization.ts';
@@ -50,7 +51,7 @@ export const classVisualization = defineMethod({
   id: 'class-visualization',
   title: 'Class model visualisation',
   paper: 'Simonyan et al. 2014, Deep Inside Convolutional Networks; Olah et al. 2017, Feature Visualization',
-  needs: { gradients: true },
+  needs: {},
   options: z.strictObject({
     enabled: z.boolean().default(true),
     classes: z.union([z.literal('samples'), z.array(classItem)]).default('samples')
@@ -139,18 +140,16 @@ type Job = { kind: 'class'; targets: number[] } | { kind: 'channel'; layer: stri
 const isPair = (v: unknown): v is [number, number] => Array.isArray(v) && v.length === 2 && typeof v[0] === 'number';
 
 /** The valid input range per channel, from the option or the sample inputs. */
-export function resolveRange(ctx: Pick<MethodContext, 'input' | 'model' | 'logger'> & { preprocessing?: Pick<MethodContext['preprocessing'], 'scale' | 'mean' | 'std'> }, option: Options['inputRange']): InputRange {
+export function resolveRange(ctx: Pick<MethodContext, 'input' | 'model' | 'logger'> & { preprocessing?: PixelScaling }, option: Options['inputRange']): InputRange {
   const c = ctx.model.inputShape[2];
   const pre = ctx.preprocessing;
   if (option === 'auto' && pre) {
-    const at = (v: readonly number[], k: number) => v[v.length === 1 ? 0 : k];
-    const ends = Array.from({ length: c }, (_, k) => [0, 255].map((px) => (px * pre.scale - at(pre.mean, k)) / at(pre.std, k)));
+    const ends = Array.from({ length: c }, (_, k) => [0, 255].map((px) => pixelToInput(px, k, pre)));
     return { lo: ends.map((e) => Math.min(...e)), hi: ends.map((e) => Math.max(...e)) };
   }
   if (option !== 'samples' && option !== 'auto') {
     const pairs = isPair(option) ? [option] : option;
-    const at = (k: number) => pairs[pairs.length === 1 ? 0 : k];
-    return { lo: Array.from({ length: c }, (_, k) => at(k)[0]), hi: Array.from({ length: c }, (_, k) => at(k)[1]) };
+    return { lo: Array.from({ length: c }, (_, k) => perChannel(pairs, k)[0]), hi: Array.from({ length: c }, (_, k) => perChannel(pairs, k)[1]) };
   }
   if (ctx.input.shape[0] === 0) {
     ctx.logger.warn('class-visualization: no sample inputs to derive the valid pixel range from; using [0, 1] (set methods.class-visualization.inputRange)');

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { separableGaussianBlur } from '../render.ts';
+import { gaussianBlur } from '../blur.ts';
 import { blackPixel, classScores, meanInputGradient, writeSignedImages } from './attribution.ts';
 import { alphaOption, CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
 import { resolveTargets, targetOption } from './targets.ts';
@@ -26,7 +26,7 @@ export const COMPLETENESS_WARN = 0.05;
  * per channel k from the preprocessing (0 for the default pixel / 255), or `baselineValue` when
  * given (e.g. a gray baseline); `blurred` is the input blurred with a Gaussian of `blurSigma` pixels (Sturmfels,
  * Lundberg & Lee 2020, "Visualizing the Impact of Feature Attribution Baselines"), as
- * scipy.ndimage.gaussian_filter(x, [s, s, 0], mode='reflect', truncate=4).
+ * scipy.ndimage.gaussian_filter(x, [s, s, 0], mode='reflect', truncate=4) (blur.ts, rule 'scipy').
  * Output: the signed channel sum sum_k A_k [H, W] (raw) shown as a heatmap of its absolute value
  * scaled as Captum's visualize_image_attr(sign="absolute_value", outlier_perc=2) does:
  *   min(|sum_k A_k| / t, 1),   t = the smallest |value| at which the sorted |values| reach 98% of their sum
@@ -37,7 +37,7 @@ export const integratedGradients = defineMethod({
   id: 'integrated-gradients',
   title: 'Integrated gradients',
   paper: 'Sundararajan, Taly & Yan 2017, Axiomatic Attribution for Deep Networks',
-  needs: { gradients: true },
+  needs: {},
   perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),
@@ -138,12 +138,3 @@ export function completeness(attr: ArrayLike<number>, scoreInput: number, scoreB
   };
 }
 
-/**
- * Gaussian blur of images [n, H, W, C] over H and W, each channel separately: a separable kernel
- * exp(-d^2 / 2 sigma^2), normalised, radius round(4 sigma) (clamped to the image size), with
- * symmetric edges (d c b a | a b c d), as scipy.ndimage.gaussian_filter's mode='reflect'.
- */
-export function gaussianBlur(x: tf.Tensor4D, sigma: number): tf.Tensor4D {
-  const radius = Math.floor(4 * sigma + 0.5);
-  return separableGaussianBlur(x, sigma, [Math.min(radius, x.shape[1]), Math.min(radius, x.shape[2])], 'symmetric');
-}

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { yieldIfDue } from '../interrupt.ts';
 import { z } from 'zod';
+import { pixelToInputs } from '../data/preprocess.ts';
 import { ConvlensError } from '../errors.ts';
 import { alphaOption, writeSampleMaps } from './maps.ts';
 import { oneHotRows, resolveTargets, targetOption } from './targets.ts';
@@ -24,7 +25,7 @@ type Pair = z.infer<typeof pairOption>;
  * its usual baseline 0 is black only for pixel/255 inputs). 'zero' is input value 0 (Captum's baseline=0; black only for pixel/255 inputs);
  * 'mean' is the image's own per-channel mean in input space (a neutral patch, in the spirit of
  * the paper's gray square); a number p is a pixel value 0-255, mapped through the preprocessing
- * as (p * scale - mean[c]) / std[c].
+ * as (p * scale - mean[c]) / std[c] (pixelToInput).
  * Raw data: M [H, W], signed (negative where hiding a patch raised the probability). The heatmap
  * shows max(M, 0) min-max scaled (`display: positive`, the evidence for the class, as Captum's
  * visualisation with sign="positive") or the signed M min-max scaled (`display: signed`).
@@ -145,9 +146,7 @@ function fillValues(ctx: MethodContext, fill: 'zero' | 'mean' | number, x: tf.Te
   const C = x.shape[3];
   if (fill === 'zero') return tf.zeros([1, 1, 1, C]);
   if (fill === 'mean') return tf.mean(x, [1, 2], true) as tf.Tensor4D;
-  const { scale, mean, std } = ctx.preprocessing;
-  const pick = (v: readonly number[], c: number) => (v.length === 1 ? v[0] : v[c]);
-  return tf.tensor4d(Array.from({ length: C }, (_, c) => (fill * scale - pick(mean, c)) / pick(std, c)), [1, 1, 1, C]);
+  return tf.tensor4d(pixelToInputs(fill, C, ctx.preprocessing), [1, 1, 1, C]);
 }
 
 /** M [H, W] for sample i (see the method's doc comment). */

@@ -1,6 +1,9 @@
 import sharp from 'sharp';
 import { boxToInput, type Box, type ImageRef, type Preprocessing } from '../data.ts';
 import type { Logger } from '../logger.ts';
+import { r6 } from './evaluation.ts';
+import { defineMetric } from './metric.ts';
+import type { PointingMetric } from './types.ts';
 
 /**
  * Pointing game (Zhang et al. 2018, "Top-down Neural Attention by Excitation Backprop", sec.
@@ -67,3 +70,33 @@ export async function inputBoxes(refs: readonly ImageRef[], pre: Pick<Preprocess
   }
   return out;
 }
+
+export const pointingGame = defineMetric({
+  id: 'pointing-game',
+  title: 'Pointing game',
+  paper: 'Zhang et al. 2018, Top-down Neural Attention by Excitation Backprop',
+  key: 'pointingGame',
+  async run(ev, opts) {
+    const { ctx, H, W, sampleIds, sampleRows, allIds } = ev;
+    const { logger } = ctx;
+    const refs = (ev.input.refs ?? []).filter((r) => r.box && sampleIds.includes(r.id));
+    const boxes = refs.length ? await inputBoxes(refs, ctx.preprocessing, logger) : new Map<string, Box>();
+    const tolerance = scaledTolerance(opts.tolerance, [H, W]);
+    const pointing: PointingMetric = { tolerance: r6(tolerance), boxes: sampleIds.filter((id) => boxes.has(id)).map((id) => ({ id, box: boxes.get(id)!.map(r6) as Box })), methods: [] };
+    if (boxes.size > 0) {
+      pointing.methods = allIds.map((method) => {
+        const samples = ctx.samples.flatMap((s, i) => {
+          const box = boxes.get(s.id);
+          const row = sampleRows[i].find((r) => r.method === method);
+          const point = row && maxPoint(row.map, W);
+          return box && row && point ? [{ id: s.id, class: row.class, hit: pointingHit(point, box, tolerance), point }] : [];
+        });
+        const hits = samples.filter((s) => s.hit).length;
+        return { method, hits, total: samples.length, accuracy: samples.length ? r6(hits / samples.length) : null, samples };
+      });
+    } else if (!ev.input.refs?.some((r) => r.box)) {
+      logger.debug('metrics: pointing game skipped: no sample has a box (add a box column to the data.samples list)');
+    }
+    return pointing;
+  },
+});

@@ -2,12 +2,13 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../logger.ts';
-import type { MethodContext, MethodDef } from '../methods/types.ts';
+import { methodPasses, type MethodContext, type MethodDef } from '../methods/types.ts';
 import { decodeNpy } from '../npy.ts';
 import { ReleaseWriter } from '../release-writer.ts';
 import { argsort } from './sort.ts';
 import type { MetricsOptions } from './options.ts';
-import type { RandomizationMethod, RandomizationMetric } from './types.ts';
+import { defineMetric } from './metric.ts';
+import type { MetricsFlag, RandomizationMethod, RandomizationMetric } from './types.ts';
 
 /**
  * Model-parameter randomization test, cascading (Adebayo et al. 2018, "Sanity Checks for
@@ -167,3 +168,63 @@ export async function randomizationTest(ctx: MethodContext, methods: readonly Ev
   });
   return base;
 }
+
+/**
+ * The test as a metric: the evaluated methods that cost at most `maxPasses` model passes per
+ * sample (or those listed in `methods`) are rerun at every cascade point; a method is flagged
+ * `fail` when |map| stays correlated after the full cascade, `warn` when it stays correlated
+ * while at least half of the weighted layers, from the top, are randomized.
+ */
+export const randomization = defineMetric({
+  id: 'randomization',
+  title: 'Model-parameter randomization test',
+  paper: 'Adebayo et al. 2018, Sanity Checks for Saliency Maps',
+  key: 'randomization',
+  async run(ev, opts) {
+    const { ctx, H, W, defs, maps, methodIds, titleOf } = ev;
+    const { logger } = ctx;
+    const costOf = (id: string) => {
+      const d = defs.get(id);
+      return d ? methodPasses(d.def, d.opts, [H, W]) : 1;
+    };
+    const costly = opts.methods ? [] : methodIds.filter((id) => costOf(id) > opts.maxPasses);
+    const wanted = opts.methods ?? methodIds.filter((id) => !costly.includes(id));
+    if (costly.length) {
+      logger.info(`metrics: randomization test leaves out ${costly.map((id) => `${id} (${costOf(id)} passes per sample)`).join(', ')}: above metrics.randomization.maxPasses = ${opts.maxPasses}; list them in metrics.randomization.methods to test them`);
+    }
+    const evaluated: EvaluatedMethod[] = [];
+    for (const id of wanted) {
+      const d = defs.get(id);
+      const m = maps.get(id);
+      if (!m) { logger.warn(`metrics.randomization.methods: ${id} has no evaluated maps in this run; left out`); continue; }
+      if (!d) { logger.info(`metrics: randomization: ${id} cannot be rerun here (its definition was not passed); left out`); continue; }
+      evaluated.push({ def: d.def, opts: d.opts, maps: new Map([...m].map(([sid, s]) => [sid, { artifactId: s.artifact.id, raw: s.raw }])) });
+    }
+    const t0 = performance.now();
+    const result = await randomizationTest(ctx, evaluated, opts, logger);
+    if (costly.length) result.skipped = costly.map((id) => ({ method: id, passes: costOf(id) }));
+    if (result.steps.length) logger.info(`metrics: randomization test in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+    const { steps } = result;
+    const L = steps.at(-1)?.randomized ?? 0;
+    for (const m of result.methods) {
+      const t = opts.threshold;
+      let flag: MetricsFlag | undefined;
+      if (m.flagged) {
+        flag = {
+          method: m.method, metric: 'randomization', severity: 'fail',
+          message: `its maps barely change when the model's weights are randomized: the mean Spearman correlation of |map| with the original is ${m.final!.toFixed(2)} after re-initialising all ${L} weighted layers (threshold ${t}). Such maps may show the input's structure rather than what the model learned (Adebayo et al. 2018 found this for guided backpropagation and Guided Grad-CAM).`,
+        };
+        logger.warn(`metrics: ${titleOf(m.method)} fails the randomization sanity check: ${flag.message}`);
+      } else if (m.insensitiveUpTo > 0 && m.insensitiveUpTo >= L / 2) {
+        const k = steps.findIndex((s) => s.randomized === m.insensitiveUpTo);
+        flag = {
+          method: m.method, metric: 'randomization', severity: 'warn',
+          message: `its maps barely change while the top ${m.insensitiveUpTo} of ${L} weighted layers are randomized (mean Spearman correlation of |map| ${m.abs[k]!.toFixed(2)} with everything down to ${steps[k].layer} re-initialised, threshold ${t}); they only decorrelate (${m.final === null ? '—' : m.final.toFixed(2)}) once the lowest layers are randomized too. They depend little on what the higher layers learned (Adebayo et al. 2018 report this for guided backpropagation).`,
+        };
+        logger.warn(`metrics: ${titleOf(m.method)} is insensitive to the higher layers in the randomization test: ${flag.message}`);
+      }
+      if (flag) ev.flags.push(flag);
+    }
+    return result;
+  },
+});

@@ -1,5 +1,5 @@
 import { escapeHtml, escapeMarkdown } from '../escape.ts';
-import type { MetricsJson, MetricsRow } from './types.ts';
+import type { CurveMetric, MetricsJson, MetricsRow } from './types.ts';
 
 /**
  * The summary table of metrics.json (method x metric, best per column, the random baseline row,
@@ -28,6 +28,36 @@ export function markBest(rows: MetricsRow[]): MetricsRow[] {
     for (const r of rows) if (!r.baseline && r[c.key] !== null && score(r) === best) r.best.push(c.key);
   }
   return rows;
+}
+
+/**
+ * The table step, after the metrics ran: one row per entry of `methods` (methods, then the
+ * baselines) with its mean deletion and insertion AUC, its randomization correlation after the
+ * full cascade, its pointing accuracy, its flags, and whether it beats its matched baseline.
+ */
+export function metricsTable(json: Omit<MetricsJson, 'table'>): MetricsRow[] {
+  const meanAuc = (c: CurveMetric | undefined, id: string) => c?.mean.find((m) => m.method === id)?.auc ?? null;
+  const beats = (c: CurveMetric | undefined, id: string, against: string, lower: boolean) => {
+    const a = meanAuc(c, id);
+    const b = meanAuc(c, against);
+    return a === null || b === null ? null : lower ? a < b : a > b;
+  };
+  return markBest(json.methods.map((m): MetricsRow => {
+    const rnd = json.randomization?.methods.find((x) => x.method === m.id);
+    return {
+      method: m.id,
+      title: m.title,
+      baseline: m.baseline === true,
+      deletion: meanAuc(json.deletion, m.id),
+      insertion: meanAuc(json.insertion, m.id),
+      randomization: rnd?.final ?? null,
+      pointing: json.pointingGame?.methods.find((x) => x.method === m.id)?.accuracy ?? null,
+      flagged: rnd?.flagged ?? false,
+      warned: json.flags.some((f) => f.method === m.id && f.severity === 'warn'),
+      best: [],
+      ...(m.against ? { against: m.against, beats: { deletion: beats(json.deletion, m.id, m.against, true), insertion: beats(json.insertion, m.id, m.against, false) } } : {}),
+    };
+  }));
 }
 
 /** Which way is better, in the header: lower, higher, closer to 0. */

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../pipeline/backend.ts';
 import { silentLogger } from '../../pipeline/logger.ts';
-import { gaussianBlur } from '../../pipeline/methods/integrated-gradients.ts';
+import { gaussianBlur } from '../../pipeline/blur.ts';
 import type { DatasetAccess } from '../../pipeline/methods/types.ts';
 import { rankPixels, stepFractions, trapezoidAuc, noiseMap, perturbationCurves } from '../../pipeline/metrics/curves.ts';
 import { runMetrics } from '../../pipeline/metrics/run-metrics.ts';
