@@ -2,6 +2,7 @@ import sharp from 'sharp';
 import { z } from 'zod';
 import { forwardPass } from '../compute/dataset-pass.ts';
 import { loadImages, type ImageRef } from '../data.ts';
+import type { DatasetExample, DatasetPredictionsFile } from '../data-files.ts';
 import { slug } from '../release-writer.ts';
 import { defineMethod } from './types.ts';
 
@@ -109,8 +110,8 @@ export const datasetPredictions = defineMethod({
         thumbs.set(chosen[s + j], await ctx.out.file(`dataset-predictions/thumbs/${slug(ref.id)}.png`, new Uint8Array(png)));
       }
     }
-    const entry = (ref: ImageRef, x: Pick) => ({ source: ref.source, id: ref.id, label: ref.label ?? null, probability: x.p, thumbnail: thumbs.get(x.index)! });
-    const value = {
+    const entry = (ref: ImageRef, x: Pick): DatasetExample => ({ source: ref.source, id: ref.id, label: ref.label ?? null, probability: x.p, thumbnail: thumbs.get(x.index)! });
+    const value: DatasetPredictionsFile = {
       count: n,
       labelled,
       accuracy: accuracy ?? null,

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { exactKnn, knnLabelAgreement, knnOverlap } from '../embedding/knn.ts';
 import { reduceTo2d, type ReduceOptions } from '../embedding/reduce.ts';
 import { drawScatter, groupColor, groupColorName } from '../embedding/scatter.ts';
+import type { EmbeddingFile, EmbeddingPoint } from '../data-files.ts';
 import { ConvlensError } from '../errors.ts';
 import type { LayerInfo, ModelAdapter } from '../model/adapter.ts';
 import { encodeImage } from '../render.ts';
@@ -105,7 +106,7 @@ export const embedding = defineMethod({
     });
 
     const legend = legendOf(groups, f.labels, f.labelNames, ctx.classes);
-    const points = ctx.dataset.refs.map((ref, i) => ({
+    const points = ctx.dataset.refs.map((ref, i): EmbeddingPoint => ({
       id: ref.id,
       x: precise(r.y[2 * i]),
       y: precise(r.y[2 * i + 1]),
@@ -122,7 +123,7 @@ export const embedding = defineMethod({
       id: 'embedding/points', method: 'embedding', layer: layer.name,
       title: `${name} of ${what}`,
       stats,
-    }, { algorithm: opts.algorithm, implementation: r.implementation, layer: layer.name, dims: f.dims, stats, legend, points }, f.thumbs);
+    }, { algorithm: opts.algorithm, implementation: r.implementation, layer: layer.name, dims: f.dims, stats, legend, points } satisfies EmbeddingFile, f.thumbs);
 
     const scatter = drawScatter(r.y, groups, { seed });
     const legendText = legend.length === 0 ? 'no labels, all points gray'
@@ -143,7 +144,7 @@ export const embedding = defineMethod({
  */
 export function featureLayer(model: ModelAdapter): LayerInfo {
   let last = model.layers.at(-1);
-  if (!last) throw new ConvlensError('the model has no layers');
+  if (!last) throw new ConvlensError('the model has no layers', { hint: 'Check that model.path names the classifier, or set methods.embedding.enabled: false.' });
   while (last.params === 0 && /^(softmax|activation|identity|dropout)$/i.test(last.type) && last.inputs.length === 1) last = model.layer(last.inputs[0]);
   if (last.inputs.length !== 1) return last;
   const input = model.layers.find((l) => l.name === last!.inputs[0]);

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { forwardPass } from '../compute/dataset-pass.ts';
 import type { WorkerPool } from '../compute/worker-pool.ts';
 import { type ImageRef, loadImages } from '../data.ts';
+import type { TopPatchChannel, TopPatchesFile, TopPatchRow } from '../data-files.ts';
 import { ConvlensError } from '../errors.ts';
 import type { LayerInfo, ModelAdapter } from '../model/adapter.ts';
 import { type Box, receptiveField, type ReceptiveField } from '../receptive-field.ts';
@@ -300,7 +301,7 @@ async function writeLayer(ctx: MethodContext, plan: LayerPlan, hits: Hit[][], op
     rfHeight: ay?.size ?? canvasH, rfWidth: ax?.size ?? canvasW,
     ...(ay ? { jumpY: ay.jump } : {}), ...(ax ? { jumpX: ax.jump } : {}),
   };
-  const table: ChannelTable[] = [];
+  const table: TopPatchChannel[] = [];
   for (const group of groupByImages(hits, IMAGES_PER_GROUP)) {
     const images = [...new Set(group.flatMap((q) => hits[q].map((h) => h.image)))];
     const loaded = await loadImages(images.map((i) => refs[i]), ctx.preprocessing);
@@ -309,7 +310,7 @@ async function writeLayer(ctx: MethodContext, plan: LayerPlan, hits: Hit[][], op
       const c = plan.channels[q];
       const list = hits[q];
       const tiles: Uint8Array[] = [];
-      const rows: PatchRow[] = [];
+      const rows: TopPatchRow[] = [];
       for (const [rank, h] of list.entries()) {
         const box = rf.box(h.y, h.x);
         const full = rf.full(h.y, h.x);
@@ -347,35 +348,14 @@ async function writeLayer(ctx: MethodContext, plan: LayerPlan, hits: Hit[][], op
     onePerImage: opts.onePerImage,
     datasetImages: refs.length,
     featureMap: { height: mapH, width: mapW, channels: C },
-    /** Unit (y, x) covers rows start + y * jump ... (+ size), columns likewise, before clipping. */
     receptiveField: { rows: ay, columns: ax },
     broadcastInputs: rf.broadcast,
     boxes: 'box: the exact input pixels that can reach the unit (clipped); rf: the full receptive field, which may extend beyond the image; both {top, left, height, width} in model-input pixels',
     channels: table,
-  });
+  } satisfies TopPatchesFile);
 }
 
-interface PatchRow {
-  rank: number;
-  imageIndex: number;
-  id: string;
-  source: string;
-  label?: number;
-  labelName?: string;
-  y: number;
-  x: number;
-  value: number;
-  box: Box;
-  rf: Box;
-}
-
-interface ChannelTable {
-  channel: number;
-  grid: string;
-  patches: PatchRow[];
-}
-
-function refFields(ref: ImageRef): Pick<PatchRow, 'id' | 'source' | 'label' | 'labelName'> {
+function refFields(ref: ImageRef): Pick<TopPatchRow, 'id' | 'source' | 'label' | 'labelName'> {
   return { id: ref.id, source: ref.source, ...(ref.label !== undefined ? { label: ref.label } : {}), ...(ref.labelName !== undefined ? { labelName: ref.labelName } : {}) };
 }
 

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { parseManifest } from '../../pipeline/manifest.ts';
 import { artifactsFor, loadManifest, releaseLocation, type Manifest, type ReleaseLocation, type Sample } from './manifest.ts';
 import { releaseFileSegments, releaseSlugs, routes } from './paths.ts';
-import { datasetAccuracy, explanationCards, primaryArtifact, type ExplanationCard, type ExplanationView } from './report.ts';
+import { datasetAccuracy } from './views/classes.ts';
+import { explanationCards, primaryArtifact, type ExplanationCard, type ExplanationView } from './views/explanations.ts';
 
 /**
  * The releases beside the current one: every `<output>/releases/<name>/manifest.json` that

@@ -1,6 +1,8 @@
 import { artifactsFor, hasMetrics, type Manifest } from './manifest.ts';
 import { routes } from './paths.ts';
-import { classesView, embeddingPage, layerPages } from './report.ts';
+import { classesView } from './views/classes.ts';
+import { embeddingPage } from './views/embedding.ts';
+import { layerPages } from './views/layers.ts';
 
 /**
  * The report's sections, derived from what the manifest holds: a section exists only when there

@@ -9,6 +9,7 @@ import type { Manifest } from '../../pipeline/manifest.ts';
 import { buildSite } from '../../pipeline/site.ts';
 import { listedFiles } from '../../src/lib/manifest.ts';
 import { FIXTURE_PARAMS, HOSTILE_CLASS, makeFixtureRelease } from '../fixtures/make-manifest.ts';
+import { decodeEntities } from '../helpers/html.ts';
 
 /**
  * Builds the real site (Astro, no mocks) for the synthetic fixture release into a temp folder,
@@ -28,16 +29,6 @@ const logger = new MemoryLogger();
 async function listFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
   return entries.filter((e) => e.isFile()).map((e) => relative(dir, join(e.parentPath, e.name)).split(sep).join('/'));
-}
-
-function decodeEntities(s: string): string {
-  return s
-    .replace(/&#(\d+);/g, (_, d) => String.fromCodePoint(Number(d)))
-    .replace(/&#x([0-9a-f]+);/gi, (_, h) => String.fromCodePoint(parseInt(h, 16)))
-    .replace(/&quot;/g, '"')
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&amp;/g, '&');
 }
 
 function attributes(html: string, name: string): string[] {

@@ -5,11 +5,14 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { colormapRgb } from '../../pipeline/colormap.ts';
 import { colorize } from '../../pipeline/render.ts';
+import { EmbeddingFile, parseDataFile } from '../../pipeline/data-files.ts';
 import type { Artifact, Manifest } from '../../pipeline/manifest.ts';
 import { placeOf } from '../../src/lib/manifest.ts';
 import { shortLayerName } from '../../src/lib/format.ts';
 import { layerSlugs, releaseSlugs } from '../../src/lib/paths.ts';
-import { explanationCards, fitSize, imageSize, misclassified, scatterData, type EmbeddingView } from '../../src/lib/report.ts';
+import { fitSize, imageSize } from '../../src/lib/files.ts';
+import { misclassified, scatterData, type EmbeddingView } from '../../src/lib/views/embedding.ts';
+import { explanationCards } from '../../src/lib/views/explanations.ts';
 
 const manifest = {
   model: { classes: ['cat', 'dog', '<b>'] },
@@ -120,6 +123,13 @@ describe('site helpers', () => {
     expect(d.classes).toEqual(['cat', 'dog', '<b>']);
     expect(d.confidence).toEqual([0.912, null, null]);
     expect(misclassified(view)).toEqual([1]);
+  });
+
+  it('reads embedding thumbnails from `thumb` only: a point with `thumbnail` is refused, naming the file and the field', () => {
+    const point = { x: 1, y: 2, prediction: 0, thumb: 'emb/thumbs/a.png' };
+    expect(parseDataFile(EmbeddingFile, { points: [point] }, 'e.json').points[0].thumb).toBe('emb/thumbs/a.png');
+    expect(() => parseDataFile(EmbeddingFile, { points: [{ x: 1, y: 2, prediction: 0, thumbnail: 'emb/thumbs/a.png' }] }, 'e.json'))
+      .toThrow(/^e\.json does not have the shape[^\n]*\ne\.json: points\.0: Unrecognized key: "thumbnail"$/);
   });
 
   it('draws the legend with the colour map the pipeline colours maps with', () => {
