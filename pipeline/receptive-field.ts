@@ -133,9 +133,11 @@ function buildGraph(model: LayerSource, target: string): Graph {
     return s.length === 4 && s[1] != null && s[2] != null ? [s[1], s[2]] : null;
   };
   const info = byName.get(target);
-  if (!info) throw new ConvlensError(`no layer "${target}"`);
+  if (!info) throw new ConvlensError(`no layer "${target}"`, { hint: 'Name a layer of the model; `convlens layers --config FILE` lists them all.' });
   if (!spatial(target)) {
-    throw new ConvlensError(`layer "${target}" has output shape [${info.outputShape.join(', ')}]; a receptive field needs a spatial layer [batch, height, width, channels]`);
+    throw new ConvlensError(`layer "${target}" has output shape [${info.outputShape.join(', ')}]; a receptive field needs a spatial layer [batch, height, width, channels]`, {
+      hint: 'Choose a layer before the flattening or global pooling; `convlens layers --config FILE` lists the output shapes.',
+    });
   }
   const nodes = new Map<string, GraphNode>();
   const topo: string[] = [];

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { ModelAdapter } from '../model/adapter.ts';
 import { tileGrid, valueRange } from '../render.ts';
-import { upsampleMaps } from './cam-shared.ts';
+import { upsampleMaps } from './cam-base.ts';
 import { grayTile, unitScale } from './gray-tiles.ts';
 import { alphaOption, writeSampleMaps } from './maps.ts';
 import { defineMethod, layerProblem, type MethodContext, type OptionProblem } from './types.ts';

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { LayerInfo, ModelAdapter } from '../model/adapter.ts';
-import { upsampleMaps } from './cam-shared.ts';
+import { upsampleMaps } from './cam-base.ts';
 import { alphaOption, writeSampleMaps } from './maps.ts';
 import { scoreMatrix } from '../model/head.ts';
 import { classOptionProblems, oneHotRows, targetOption, resolveTargets } from './targets.ts';
@@ -26,7 +26,7 @@ import { defineMethod, type MethodContext } from './types.ts';
  * The weights W and maps P are per model output; a binary head's class scores are [-z, z]
  * (model/head.ts), so its classes take -W and W (scores = outputs M, CAM_c = sum_u M[u, c] CAM_u).
  * A final softmax or sigmoid is split off by the adapter, so sigmoid heads have CAMs too.
- * Both heads are found from `model.layers` (types, inputs, shapes) and `model.weights`, then
+ * Both heads are found from `model.layers` (roles, inputs, shapes) and `model.weights`, then
  * verified on every run: mean_ij CAM_c (+ b_c) must equal the score, or the method is skipped
  * with a warning. On these heads Grad-CAM at A equals ReLU(CAM_c) / (h*w) (gap+dense) or
  * ReLU(CAM_c - b_c) / (h*w) (1x1 conv + GAP).
@@ -114,11 +114,8 @@ export type CamHead =
     poolLayer: string;
   };
 
-const TRANSPARENT = new Set(['Flatten', 'Reshape', 'Dropout', 'SpatialDropout2D', 'GaussianDropout', 'GaussianNoise', 'AlphaDropout', 'ActivityRegularization', 'Squeeze', 'Identity', 'StopGradient']);
-const OUTPUT_ACTIVATIONS = new Set(['Softmax', 'Activation']);
-const DENSE = new Set(['Dense', 'MatMul', 'FusedMatMul', '_FusedMatMul']);
-const BIAS_ADD = new Set(['BiasAdd', 'Add', 'AddV2']);
-const POOLS = new Set(['GlobalAveragePooling2D', 'Mean', 'AveragePooling2D', 'AvgPool']);
+/** Layers between the pooling and the scores that keep the values (adapter.ts LayerRole). */
+const passesThrough = (l: LayerInfo) => l.role === 'reshape' || l.role === 'identity';
 
 export const SUPPORTED_HEADS = 'CAM needs a global-average-pooling head: global average pooling followed by one dense layer (and optionally a softmax), '
   + 'or a convolution to one map per class followed by global average pooling (NiN, Darknet, SqueezeNet)';
@@ -136,19 +133,20 @@ export function findCamHead(model: ModelAdapter): { ok: true; head: CamHead } | 
   const tail = describeTail(model, sink);
 
   let cur: LayerInfo | undefined = sink;
-  while (cur && OUTPUT_ACTIVATIONS.has(cur.type)) cur = single(cur);
+  // the scores come before the output activation the adapter split off (model/head.ts)
+  if (cur && model.head.activation !== 'none' && cur.role === 'activation') cur = single(cur);
   let biasLayer: LayerInfo | undefined;
-  if (cur && BIAS_ADD.has(cur.type) && cur.inputs.length === 1) {
+  if (cur && cur.role === 'bias') {
     biasLayer = cur;
     cur = single(cur);
   }
-  while (cur && TRANSPARENT.has(cur.type)) cur = single(cur);
+  while (cur && passesThrough(cur)) cur = single(cur);
   if (!cur) return fail(`this model ends in ${tail}`);
 
-  if (DENSE.has(cur.type)) {
+  if (cur.role === 'dense') {
     const dense = cur;
     let pool = single(dense);
-    while (pool && TRANSPARENT.has(pool.type)) pool = single(pool);
+    while (pool && passesThrough(pool)) pool = single(pool);
     if (!pool || !isGlobalPool(model, pool)) return fail(`the dense layer "${dense.name}" is not fed by global average pooling (this model ends in ${tail})`);
     const feature = single(pool)!;
     const K = feature.outputShape[3];
@@ -187,7 +185,7 @@ function describeTail(model: ModelAdapter, sink: LayerInfo): string {
 
 /** An average over the whole spatial extent of a single 4-D input, keeping the channels. */
 function isGlobalPool(model: ModelAdapter, l: LayerInfo): boolean {
-  if (!POOLS.has(l.type) || l.inputs.length !== 1 || l.inputs[0] === 'input') return false;
+  if (l.role !== 'average-pooling' || l.inputs.length !== 1 || l.inputs[0] === 'input') return false;
   const inShape = model.layer(l.inputs[0]).outputShape;
   if (inShape.length !== 4) return false;
   const K = inShape[3];

@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { spatialLayerProblems, weightedGradCamMaps } from './cam-shared.ts';
-import { alphaOption, writeSampleMaps } from './maps.ts';
+import { camOptions, defineCamMethod } from './cam-base.ts';
+import { gradCamWeights } from './grad-cam.ts';
 import { contrastWeight } from '../model/head.ts';
 import { classOptionProblems, oneHotRows, resolveClassOption, targetOption, resolveTargets } from './targets.ts';
-import { defineMethod, type MethodContext } from './types.ts';
+import type { MethodContext } from './types.ts';
 
 /**
  * Contrastive Grad-CAM, "why A and not B" (Prabhushankar et al. 2020, "Contrastive Explanations
@@ -24,33 +24,32 @@ import { defineMethod, type MethodContext } from './types.ts';
  * class other than A (the second prediction when A is the top-1). Samples where B = A are skipped
  * with a warning (the contrast of a class with itself is zero).
  * Artifacts carry class = A, variant "vs-<B>", caption `"A" vs "B"`, stats versus / versusName.
+ * The map, options and writing are the CAM base's (cam-base.ts) with Grad-CAM's alpha; this file
+ * gives the objective.
  */
-export const contrastiveGradCam = defineMethod({
+export const contrastiveGradCam = defineCamMethod({
   id: 'contrastive-grad-cam',
   title: 'Contrastive Grad-CAM',
   paper: 'Prabhushankar et al. 2020, Contrastive Explanations in Neural Networks',
-  needs: { gradients: true, spatialLayer: true },
-  perSample: true,
-  options: z.strictObject({
-    enabled: z.boolean().default(true),
-    layer: z.string().optional().describe('Layer to explain (default: the last layer with a spatial output)'),
+  channelWeights: gradCamWeights,
+  options: camOptions({
     target: targetOption.describe('Class A of "why A and not B": "top-1" (the prediction), a class index, or a class name'),
-    versus: z.union([z.literal('runner-up'), z.number().int().nonnegative(), z.string().min(1)]).default('runner-up')
-      .describe('Class B of "why A and not B": "runner-up" (the highest-scoring class other than A), a class index, or a class name'),
-    alpha: alphaOption,
+    extra: {
+      versus: z.union([z.literal('runner-up'), z.number().int().nonnegative(), z.string().min(1)]).default('runner-up')
+        .describe('Class B of "why A and not B": "runner-up" (the highest-scoring class other than A), a class index, or a class name'),
+    },
   }),
-  check(opts, model, classes?: readonly string[]) {
-    const problems = [...spatialLayerProblems(model, 'layer', opts.layer, 'Contrastive Grad-CAM'), ...classOptionProblems(model, classes, { target: opts.target, versus: opts.versus })];
+  check(opts, model, classes, found) {
+    const problems = classOptionProblems(model, classes, { versus: opts.versus });
     const same = typeof opts.target === typeof opts.versus && opts.target === opts.versus;
     const sameByName = classes && typeof opts.target !== typeof opts.versus && opts.target !== 'top-1' && opts.versus !== 'runner-up'
       && (typeof opts.target === 'number' ? classes[opts.target] === opts.versus : classes[opts.versus as number] === opts.target);
-    if (problems.length === 0 && (same || sameByName)) {
+    if (found.length + problems.length === 0 && (same || sameByName)) {
       problems.push({ key: 'versus', message: `versus names the same class as target (${JSON.stringify(opts.versus)}); the contrast of a class with itself is zero` });
     }
     return problems;
   },
-  async run(ctx, opts) {
-    const layer = opts.layer ?? ctx.model.lastSpatialLayer().name;
+  objective(ctx, opts) {
     const a = resolveTargets(ctx, opts.target, 'contrastive-grad-cam');
     const b = opts.versus === 'runner-up'
       ? runnerUp(ctx, a)
@@ -60,42 +59,16 @@ export const contrastiveGradCam = defineMethod({
     if (same.length) {
       ctx.logger.warn(`contrastive-grad-cam: ${same.map((s) => s.source).join(', ')} skipped: the class to explain and the class to contrast it with are the same ("${ctx.classes[b[ctx.samples.indexOf(same[0])]]}")`);
     }
-    if (keep.length === 0) return;
-    const input = keep.length === ctx.samples.length ? ctx.input : tf.gather(ctx.input, keep);
-    const weights = contrastWeights(keep.map((i) => a[i]), keep.map((i) => b[i]), ctx.model.numClasses, contrastWeight(ctx.model.head));
-    let maps: ReturnType<typeof weightedGradCamMaps>;
-    try {
-      maps = weightedGradCamMaps({ model: ctx.model, input }, layer, weights);
-    } finally {
-      weights.dispose();
-      if (input !== ctx.input) input.dispose();
-    }
-    try {
-      for (let j = 0; j < keep.length; j++) {
-        const i = keep[j];
-        const [A, B] = [a[i], b[i]];
-        const nameA = ctx.classes[A] ?? String(A);
-        const nameB = ctx.classes[B] ?? String(B);
-        const raw = tf.slice(maps.raw, [j, 0, 0], [1, -1, -1]);
-        const display = tf.slice(maps.upsampled, [j, 0, 0], [1, -1, -1]);
-        try {
-          await writeSampleMaps({ ...ctx, samples: [ctx.samples[i]] }, { raw, display }, {
-            method: 'contrastive-grad-cam',
-            title: 'Contrastive Grad-CAM',
-            layer,
-            targets: [A],
-            alpha: opts.alpha,
-            variant: `vs-${B}`,
-            classCaption: () => `"${nameA}" vs "${nameB}"`,
-            stats: () => ({ versus: B, versusName: nameB }),
-          });
-        } finally {
-          tf.dispose([raw, display]);
-        }
-      }
-    } finally {
-      tf.dispose([maps.raw, maps.upsampled]);
-    }
+    const name = (c: number) => ctx.classes[c] ?? String(c);
+    return {
+      rows: keep,
+      weights: contrastWeights(keep.map((i) => a[i]), keep.map((i) => b[i]), ctx.model.numClasses, contrastWeight(ctx.model.head)),
+      targets: keep.map((i) => a[i]),
+      meta: (j) => {
+        const [A, B] = [a[keep[j]], b[keep[j]]];
+        return { variant: `vs-${B}`, classCaption: () => `"${name(A)}" vs "${name(B)}"`, stats: () => ({ versus: B, versusName: name(B) }) };
+      },
+    };
   },
 });
 

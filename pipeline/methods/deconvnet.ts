@@ -21,7 +21,7 @@ export const deconvnet = defineMethod({
   id: 'deconvnet',
   title: 'Deconvnet',
   paper: 'Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks',
-  needs: { gradients: true },
+  needs: {},
   perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),

@@ -1,10 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { z } from 'zod';
-import { classScore } from '../model/adapter.ts';
-import { spatialLayerProblems, upsampleMaps } from './cam-shared.ts';
-import { alphaOption, writeSampleMaps } from './maps.ts';
-import { classOptionProblems, oneHotRows, targetOption, resolveTargets } from './targets.ts';
-import { defineMethod, type MethodContext } from './types.ts';
+import { defineCamMethod } from './cam-base.ts';
 
 /** pytorch-grad-cam's guard against a zero denominator. */
 export const GRAD_CAM_PP_EPS = 1e-6;
@@ -25,57 +20,17 @@ export const GRAD_CAM_PP_EPS = 1e-6;
  * Where the gradient is constant over positions (a linear head on global average pooling) and
  * g_k (sum A^k) is the same for every channel with g_k > 0, every alpha is the constant
  * 1 / (2 + g_k sum A^k) and L^c is Grad-CAM times h*w / (2 + g_k sum A^k).
+ * The map, options and writing are the CAM base's (cam-base.ts); this file gives w.
  */
-export const gradCamPlusPlus = defineMethod({
+export const gradCamPlusPlus = defineCamMethod({
   id: 'grad-cam-plus-plus',
   title: 'Grad-CAM++',
   paper: 'Chattopadhay et al. 2018, Grad-CAM++: Improved Visual Explanations for Deep Convolutional Networks',
-  needs: { gradients: true, spatialLayer: true },
-  perSample: true,
-  options: z.strictObject({
-    enabled: z.boolean().default(true),
-    layer: z.string().optional().describe('Layer to explain (default: the last layer with a spatial output)'),
-    target: targetOption,
-    alpha: alphaOption,
-  }),
-  check(opts, model, classes?: readonly string[]) {
-    return [...spatialLayerProblems(model, 'layer', opts.layer, 'Grad-CAM++'), ...classOptionProblems(model, classes, { target: opts.target })];
-  },
-  async run(ctx, opts) {
-    const layer = opts.layer ?? ctx.model.lastSpatialLayer().name;
-    const targets = resolveTargets(ctx, opts.target, 'grad-cam-plus-plus');
-    const maps = gradCamPlusPlusMaps(ctx, layer, targets);
-    try {
-      await writeSampleMaps(ctx, { raw: maps.raw, display: maps.upsampled }, { method: 'grad-cam-plus-plus', title: 'Grad-CAM++', layer, targets, alpha: opts.alpha });
-    } finally {
-      tf.dispose([maps.raw, maps.upsampled]);
-    }
+  channelWeights(A, g) {
+    const g2 = tf.square(g);
+    const g3 = tf.mul(g2, g);
+    const sumA = tf.sum(A, [1, 2], true);
+    const aij = tf.where(tf.notEqual(g, 0), tf.div(g2, tf.add(tf.add(tf.mul(2, g2), tf.mul(sumA, g3)), GRAD_CAM_PP_EPS)), tf.zerosLike(g));
+    return tf.sum(tf.mul(tf.relu(g), aij), [1, 2], true);
   },
 });
-
-/** Grad-CAM++ for every sample: raw [n, h, w] at the layer and upsampled [n, H, W]. */
-export function gradCamPlusPlusMaps(ctx: Pick<MethodContext, 'model' | 'input'>, layer: string, targets: readonly number[]) {
-  const weights = oneHotRows(targets, ctx.model.numClasses);
-  let r: ReturnType<typeof ctx.model.gradient>;
-  try {
-    r = ctx.model.gradient(ctx.input, classScore(weights), layer);
-  } finally {
-    weights.dispose();
-  }
-  try {
-    return tf.tidy(() => {
-      const g = r.grad as tf.Tensor4D;
-      const A = r.value as tf.Tensor4D;
-      const g2 = tf.square(g);
-      const g3 = tf.mul(g2, g);
-      const sumA = tf.sum(A, [1, 2], true);
-      const aij = tf.where(tf.notEqual(g, 0), tf.div(g2, tf.add(tf.add(tf.mul(2, g2), tf.mul(sumA, g3)), GRAD_CAM_PP_EPS)), tf.zerosLike(g));
-      const w = tf.sum(tf.mul(tf.relu(g), aij), [1, 2], true);
-      const raw = tf.relu(tf.sum(tf.mul(w, A), 3)) as tf.Tensor3D;
-      const [, H, W] = ctx.input.shape;
-      return { raw, upsampled: upsampleMaps(raw, H, W) };
-    });
-  } finally {
-    tf.dispose([r.grad, r.value, r.logits]);
-  }
-}

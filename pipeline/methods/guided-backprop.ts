@@ -20,7 +20,7 @@ export const guidedBackprop = defineMethod({
   id: 'guided-backprop',
   title: 'Guided backpropagation',
   paper: 'Springenberg et al. 2015, Striving for Simplicity: The All Convolutional Net',
-  needs: { gradients: true },
+  needs: {},
   perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),

@@ -1,16 +1,16 @@
 import * as tf from '@tensorflow/tfjs';
-import { z } from 'zod';
-import { spatialLayerProblems } from './cam-shared.ts';
+import { withReluRule } from '../model/relu-rules.ts';
+import { camOptions, camProblems } from './cam-base.ts';
 import { gradCamMaps } from './grad-cam.ts';
 import { inputGradients, reduceChannels, writeSignedImages } from './attribution.ts';
-import { alphaOption, CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
-import { classOptionProblems, targetOption, resolveTargets } from './targets.ts';
+import { CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
+import { resolveTargets } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
 
 /**
  * Guided Grad-CAM (Selvaraju et al. 2017, "Grad-CAM: Visual Explanations from Deep Networks via
  * Gradient-based Localization", sec. 3.1): the guided-backpropagation input gradient
- * (Springenberg et al. 2015; the adapter's `guided` ReLU rule, dx = max(g, 0) * [x > 0]) of the
+ * (Springenberg et al. 2015; relu-rules.ts's `guided` ReLU rule, dx = max(g, 0) * [x > 0]) of the
  * pre-softmax score y^c, multiplied pointwise by the Grad-CAM map of the same class bilinearly
  * upsampled to the input (half-pixel centres):
  *   G^c = (d y^c / d x)_guided  *  upsample(L^c)                 [H, W, C], L^c as in grad-cam.ts
@@ -24,22 +24,18 @@ import { defineMethod, type MethodContext } from './types.ts';
  *    reduction) with overlay; raw data [H, W]. The picture shows min(M / t, 1), t the value at
  *    which the sorted M sum to 98% of their total (Captum's visualize_image_attr default
  *    outlier_perc = 2; render.ts outlierThreshold): the product is sparser than either factor.
- * Default layer: the last spatial layer (for a NiN/Darknet 1x1-conv head, its input).
+ * Default layer: the last spatial layer (for a NiN/Darknet 1x1-conv head, its input). Options and
+ * their check are the CAM base's (cam-base.ts).
  */
 export const guidedGradCam = defineMethod({
   id: 'guided-grad-cam',
   title: 'Guided Grad-CAM',
   paper: 'Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization',
-  needs: { gradients: true, spatialLayer: true },
+  needs: { spatialLayer: true },
   perSample: true,
-  options: z.strictObject({
-    enabled: z.boolean().default(true),
-    layer: z.string().optional().describe('Layer of the Grad-CAM factor (default: the last layer with a spatial output)'),
-    target: targetOption,
-    alpha: alphaOption,
-  }),
+  options: camOptions({ layer: 'Layer of the Grad-CAM factor (default: the last layer with a spatial output)' }),
   check(opts, model, classes?: readonly string[]) {
-    return [...spatialLayerProblems(model, 'layer', opts.layer, 'Guided Grad-CAM'), ...classOptionProblems(model, classes, { target: opts.target })];
+    return camProblems('Guided Grad-CAM', opts, model, classes);
   },
   passes: () => 2,
   async run(ctx, opts) {
@@ -66,7 +62,7 @@ export async function guidedGradCamMaps(ctx: Pick<MethodContext, 'model' | 'inpu
   const cam = gradCamMaps(ctx, layer, targets);
   cam.raw.dispose();
   try {
-    const grad = await ctx.model.withReluRule('guided', () => inputGradients(ctx.model, ctx.input, targets));
+    const grad = await withReluRule('guided', () => inputGradients(ctx.model, ctx.input, targets));
     try {
       return tf.tidy(() => {
         const product = tf.mul(grad, tf.expandDims(cam.upsampled, 3)) as tf.Tensor4D;

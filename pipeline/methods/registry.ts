@@ -29,7 +29,6 @@ export const METHODS = [
   cam, gradCam, gradCamPlusPlus, guidedGradCam, contrastiveGradCam,
 ] as const satisfies readonly MethodDef[];
 
-export type MethodId = (typeof METHODS)[number]['id'];
 export const METHOD_IDS = METHODS.map((m) => m.id) as readonly string[];
 
 export function methodsSchema() {
@@ -41,8 +40,4 @@ export function methodsSchema() {
 
 export function methodDefaults() {
   return Object.fromEntries(METHODS.map((m) => [m.id, m.options.parse({})]));
-}
-
-export function methodById(id: string): MethodDef | undefined {
-  return (METHODS as readonly MethodDef[]).find((m) => m.id === id);
 }

@@ -22,7 +22,7 @@ export const saliency = defineMethod({
   id: 'saliency',
   title: 'Saliency',
   paper: 'Simonyan, Vedaldi & Zisserman 2014, Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps',
-  needs: { gradients: true },
+  needs: {},
   perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),

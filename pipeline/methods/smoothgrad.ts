@@ -26,7 +26,7 @@ export const smoothgrad = defineMethod({
   id: 'smoothgrad',
   title: 'SmoothGrad',
   paper: 'Smilkov et al. 2017, SmoothGrad: removing noise by adding noise',
-  needs: { gradients: true },
+  needs: {},
   perSample: true,
   options: z.strictObject({
     enabled: z.boolean().default(true),

@@ -70,10 +70,11 @@ export interface MethodDef<S extends z.ZodObject = z.ZodObject> {
   title: string;
   paper?: string;
   /**
-   * What the method needs; run.ts reads `dataset` (skipped without data.dataset), `spatialLayer`
-   * and `gapHead` (skipped, before any work, where the model has none: methods/needs.ts).
+   * What the method needs, checked before any work; the method is skipped, with the reason, where
+   * it is missing: `dataset` (data.dataset in viz.yaml; run.ts), `spatialLayer` (a layer with a
+   * spatial output) and `gapHead` (a head CAM reads; both methods/needs.ts).
    */
-  needs: { gradients?: boolean; dataset?: boolean; spatialLayer?: boolean; gapHead?: boolean };
+  needs: { dataset?: boolean; spatialLayer?: boolean; gapHead?: boolean };
   /**
    * Each sample's artifacts depend on that sample alone: the run calls `run` once per sample, on
    * the worker pool or the main thread, and writes the artifacts in sample order, so results do

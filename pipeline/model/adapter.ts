@@ -1,8 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConvlensError, nearest } from '../errors.ts';
 import { headClassCount, headProbabilities, type Head } from './head.ts';
-import type { ReluRule } from './relu-rules.ts';
-import { withReluRule } from './relu-rules.ts';
 
 /** Convolution geometry of a layer, for receptive fields and filter views. */
 export interface ConvGeometry {
@@ -12,10 +10,35 @@ export interface ConvGeometry {
   dilation: [number, number];
 }
 
+/**
+ * What a layer does, in one vocabulary for every model format; each adapter assigns it from its
+ * own (Keras class names; graph op names, which ONNX models are translated into). Methods ask for
+ * roles, never for type names.
+ *  - convolution: a kernel over a spatial window that mixes channels (Conv2D, grouped and
+ *    separable convolutions);
+ *  - depthwise-convolution: one kernel per input channel (DepthwiseConv2D);
+ *  - dense: a matrix product with a weight matrix on the last axis (Dense, MatMul);
+ *  - bias: adds a constant to a single input (a graph's BiasAdd, or Add of a weight);
+ *  - activation: an elementwise nonlinearity, softmax included (ReLU, Sigmoid, Softmax...);
+ *  - normalization: batch, layer or input normalization;
+ *  - average-pooling / max-pooling: windowed or global (global when the output is 1x1 or [n, c];
+ *    a graph's Mean / Max reductions count as pooling, so callers check the shapes);
+ *  - merge: combines two or more activations (Add, Concatenate, Multiply...);
+ *  - reshape: changes the shape, not the values or their order (Flatten, Reshape, Squeeze);
+ *  - identity: passes its input through at inference (Dropout, noise, augmentation, a linear
+ *    Activation);
+ *  - padding: adds or crops rows and columns (ZeroPadding2D, Cropping2D, Pad);
+ *  - other: anything else (Transpose, Slice, a scale by a constant, TFOpLambda...).
+ */
+export type LayerRole =
+  | 'convolution' | 'depthwise-convolution' | 'dense' | 'bias' | 'activation' | 'normalization'
+  | 'average-pooling' | 'max-pooling' | 'merge' | 'reshape' | 'identity' | 'padding' | 'other';
+
 export interface LayerInfo {
   name: string;
-  /** Keras class name (Conv2D, Dense, ...) or, for a GraphModel, the op (Conv2D, Relu, ...). */
+  /** Display name: the Keras class name (Conv2D, Dense, ...) or, for a GraphModel, the op (Conv2D, Relu, ...). */
   type: string;
+  role: LayerRole;
   /** Output shape with the batch dimension first (null). */
   outputShape: (number | null)[];
   params: number;
@@ -58,7 +81,8 @@ export interface GradientResult {
  * Tensors are NHWC. Class scores ("logits") come before the model's output activation: where the
  * model ends in a softmax or sigmoid, the adapter stops before it; where it does not (e.g. Darknet
  * Tiny), the outputs are the scores. A binary head's one output z becomes two scores [-z, z]
- * (head.ts). No call computes weight gradients.
+ * (head.ts). No call computes weight gradients. The ReLU backward rule of `gradient` is not a
+ * property of the model: relu-rules.ts `withReluRule` switches it for every model of the thread.
  */
 export interface ModelAdapter {
   readonly format: 'layers-model' | 'graph-model';
@@ -94,8 +118,6 @@ export interface ModelAdapter {
    * `layers` lists activations the objective reads (they are computed in the same pass).
    */
   gradient(x: tf.Tensor4D, objective: Objective, wrt: 'input' | string, layers?: readonly string[]): GradientResult;
-  /** Runs fn with a ReLU backward rule for the whole model; the standard rule is always restored. */
-  withReluRule<T>(rule: ReluRule, fn: () => T | Promise<T>): Promise<T>;
   /** Weight tensors of a layer (kernel first, then bias), owned by the model: do not dispose. */
   weights(layerName: string): tf.Tensor[];
   /**
@@ -257,10 +279,6 @@ export abstract class BaseAdapter {
 
   firstConvLayer(): LayerInfo | undefined {
     return this.layers.find((l) => l.conv !== undefined);
-  }
-
-  withReluRule<T>(rule: ReluRule, fn: () => T | Promise<T>): Promise<T> {
-    return withReluRule(rule, fn);
   }
 
   protected checkInput(x: tf.Tensor4D): void {

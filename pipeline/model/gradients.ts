@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ConvlensError } from '../errors.ts';
 
 /**
  * Gradients tfjs-core does not register but converted graphs need.
@@ -12,7 +13,11 @@ import * as tf from '@tensorflow/tfjs';
 function stridedSliceGrad(dy: tf.Tensor, x: tf.Tensor, attrs: Record<string, unknown>): tf.Tensor {
   const a = attrs as { begin: number[]; end: number[]; strides: number[]; beginMask: number; endMask: number; ellipsisMask: number; newAxisMask: number; shrinkAxisMask: number };
   const info = tf.slice_util.sliceInfo(x.shape, a.begin, a.end, a.strides, a.beginMask, a.endMask, a.ellipsisMask, a.newAxisMask, a.shrinkAxisMask);
-  if (info.strides.some((s) => s <= 0)) throw new Error('convlens: no gradient for a StridedSlice with a negative stride');
+  if (info.strides.some((s) => s <= 0)) {
+    throw new ConvlensError('the model reverses an axis with a strided slice (a negative stride, as x[..., ::-1]), which has no gradient here', {
+      hint: 'Export the model without the reversal (a BGR flip of the input is input.channelOrder: bgr in viz.yaml), or switch off the methods that differentiate through it.',
+    });
+  }
   const n = info.begin.map((b, d) => Math.max(0, Math.ceil((info.end[d] - b) / info.strides[d])));
   let g = tf.reshape(dy, n);
   const lengths = [...n];

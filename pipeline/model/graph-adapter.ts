@@ -1,9 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConvlensError } from '../errors.ts';
-import { BaseAdapter, backwardBatchFor, initialWeight, weightSeed, type ConvGeometry, type GradientResult, type LayerInfo, type ModelAdapter, type Objective } from './adapter.ts';
+import { BaseAdapter, backwardBatchFor, initialWeight, weightSeed, type ConvGeometry, type GradientResult, type LayerInfo, type LayerRole, type ModelAdapter, type Objective } from './adapter.ts';
 import './gradients.ts';
-import { BATCH_NORM_OP, findGraphOutput, resolveTensor, stripPort, type GraphNodeDef } from './graph-rewrite.ts';
+import { BATCH_NORM_OP, findGraphOutput, HARD_SWISH_OP, resolveTensor, stripPort, type GraphNodeDef } from './graph-rewrite.ts';
 import { detectHead, scoresFromOutputs, type Head } from './head.ts';
+import { GELU_OP, HARD_SIGMOID_OP, LAYER_NORM_OP } from './onnx/ops-math.ts';
 
 export type { GraphNodeDef } from './graph-rewrite.ts';
 
@@ -75,12 +76,14 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
     this.layers = ops.map((n) => {
       const ins = (n.input ?? []).filter((i) => !i.startsWith('^')).map(stripPort);
       const consts = ins.filter((i) => specSize.has(i));
+      const inputs = ins.filter((i) => !weightNames.has(i)).map((i) => stripPort(resolveTensor(this.nodes, i)));
       const info: LayerInfo = {
         name: n.name,
         type: n.op,
+        role: graphRole(n.op, inputs.length),
         outputShape: [null, ...(shapes.get(n.name) ?? []).slice(1)],
         params: consts.reduce((a, c) => a + (specSize.get(c) ?? 0), 0),
-        inputs: ins.filter((i) => !weightNames.has(i)).map((i) => stripPort(resolveTensor(this.nodes, i))),
+        inputs,
         conv: this.convGeometry(n, weightSpecs),
       };
       const pool = poolGeometry(n);
@@ -259,6 +262,32 @@ export class GraphAdapter extends BaseAdapter implements ModelAdapter {
       dilation: [dil[1] ?? 1, dil[2] ?? 1],
     };
   }
+}
+
+/** Graph ops by role (adapter.ts LayerRole), after graph-rewrite.ts split the fused ops. */
+const GRAPH_ROLES: Record<Exclude<LayerRole, 'bias' | 'merge' | 'other'>, readonly string[]> = {
+  convolution: ['Conv2D', '_FusedConv2D', 'Conv3D', 'Conv2DBackpropInput'],
+  'depthwise-convolution': ['DepthwiseConv2dNative', 'FusedDepthwiseConv2dNative'],
+  dense: ['MatMul', '_FusedMatMul', 'FusedMatMul'],
+  activation: ['Relu', 'Relu6', 'Elu', 'Selu', 'LeakyRelu', 'Prelu', 'Sigmoid', 'Tanh', 'Softplus', 'Softsign', 'Softmax', 'LogSoftmax', 'ClipByValue', HARD_SWISH_OP, HARD_SIGMOID_OP, GELU_OP],
+  normalization: ['FusedBatchNorm', 'FusedBatchNormV2', 'FusedBatchNormV3', BATCH_NORM_OP, LAYER_NORM_OP, 'LRN'],
+  'average-pooling': ['AvgPool', 'AvgPool3D', 'Mean'],
+  'max-pooling': ['MaxPool', 'MaxPoolV2', 'MaxPool3D', 'Max'],
+  reshape: ['Reshape', 'Squeeze', 'ExpandDims'],
+  identity: ['Identity', 'IdentityN', 'Snapshot', 'StopGradient'],
+  padding: ['Pad', 'PadV2', 'MirrorPad'],
+};
+const GRAPH_ROLE = new Map(Object.entries(GRAPH_ROLES).flatMap(([role, ops]) => ops.map((op) => [op, role as LayerRole] as const)));
+/** Elementwise ops of two operands: a merge of two activations, or (one activation and a weight) a bias or a constant scale. */
+const BINARY_OPS = new Set(['BiasAdd', 'Add', 'AddV2', 'Sub', 'Mul', 'RealDiv', 'Maximum', 'Minimum', 'SquaredDifference']);
+const ADD_OPS = new Set(['BiasAdd', 'Add', 'AddV2']);
+const CONCAT_OPS = new Set(['ConcatV2', 'Concat', 'Pack', 'AddN']);
+
+/** The role of an op node that reads `activations` inputs besides its weight constants. */
+export function graphRole(op: string, activations: number): LayerRole {
+  if (BINARY_OPS.has(op)) return activations >= 2 ? 'merge' : ADD_OPS.has(op) && activations === 1 ? 'bias' : 'other';
+  if (CONCAT_OPS.has(op)) return 'merge';
+  return GRAPH_ROLE.get(op) ?? 'other';
 }
 
 /** MaxPool / AvgPool (NHWC): ksize and strides are [1, h, w, 1]. */

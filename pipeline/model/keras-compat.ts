@@ -47,7 +47,8 @@ export interface TfOpSpec {
 }
 
 const CONV_WITH_KERNEL_KEYS = new Set(['SeparableConv2D', 'SeparableConvolution2D']);
-const AUGMENTATION = ['RandomFlip', 'RandomRotation', 'RandomZoom', 'RandomTranslation', 'RandomContrast', 'RandomBrightness', 'RandomHeight'];
+/** Keras augmentation layers, the identity at inference. */
+export const AUGMENTATION = ['RandomFlip', 'RandomRotation', 'RandomZoom', 'RandomTranslation', 'RandomContrast', 'RandomBrightness', 'RandomHeight'];
 const NEVER = new Map<string, string>([
   ['Lambda', 'a Lambda layer holds Python code, which no converter carries into model.json'],
   ['RandomCrop', 'RandomCrop resizes and crops at inference in ways TensorFlow.js layers do not reproduce'],
@@ -256,7 +257,11 @@ function getItem(x: tf.Tensor, spec: unknown): tf.Tensor {
       begin.push(i); size.push(1); drop.push(axis);
     } else {
       const s = (item ?? {}) as { start?: number | null; stop?: number | null; step?: number | null };
-      if (s.step != null && s.step !== 1) throw new Error(`convlens: slices with step ${s.step} are not supported`);
+      if (s.step != null && s.step !== 1) {
+        throw new ConvlensError(`the LayersModel slices a tensor with step ${s.step} in a TFOpLambda / SlicingOpLambda layer, which convlens cannot run`, {
+          hint: 'Convert the SavedModel to a GraphModel instead (tensorflowjs_converter --input_format=tf_saved_model), or rebuild the model without the strided slice.',
+        });
+      }
       const start = s.start == null ? 0 : s.start < 0 ? dim + s.start : Math.min(s.start, dim);
       const stop = s.stop == null ? dim : s.stop < 0 ? dim + s.stop : Math.min(s.stop, dim);
       begin.push(start); size.push(Math.max(0, stop - start));
@@ -417,7 +422,9 @@ export function groupedConv2d(x: tf.Tensor4D, kernel: tf.Tensor4D, strides: [num
   const cin = x.shape[3];
   const [kh, kw, perGroup, filters] = kernel.shape;
   if (perGroup * groups !== cin || filters % groups !== 0) {
-    throw new Error(`convlens: grouped convolution with ${groups} groups does not fit ${cin} input channels and ${filters} filters`);
+    throw new ConvlensError(`a grouped convolution with ${groups} groups does not fit ${cin} input channels and ${filters} filters`, {
+      hint: 'The model file contradicts itself (groups, kernel shape and input channels); convert the model again.',
+    });
   }
   if (perGroup === 1) {
     return tf.depthwiseConv2d(x, tf.reshape(kernel, [kh, kw, cin, filters / cin]) as tf.Tensor4D, strides, padding, 'NHWC', dilation);

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConvlensError } from '../errors.ts';
 import { detectHead, scoresFromOutputs, type Head } from './head.ts';
-import { groupedConv2d } from './keras-compat.ts';
-import { BaseAdapter, backwardBatchFor, initialWeight, weightSeed, type ConvGeometry, type GradientResult, type LayerInfo, type ModelAdapter, type Objective } from './adapter.ts';
+import { AUGMENTATION, groupedConv2d } from './keras-compat.ts';
+import { BaseAdapter, backwardBatchFor, initialWeight, weightSeed, type ConvGeometry, type GradientResult, type LayerInfo, type LayerRole, type ModelAdapter, type Objective } from './adapter.ts';
 
 /* Internals of tfjs-layers read here (stable since tfjs 1.x): Container.nodesByDepth, Node.*, and
  * the conv/dense fields kernel, bias, strides, padding, dilationRate, dataFormat, activation,
@@ -100,17 +100,17 @@ function outputActivation(cls: string, act: string | undefined): 'softmax' | 'si
  * Container.runInternalGraph), so that:
  *  - any layers' activations come out of one pass;
  *  - Conv2D and Dense run as unfused conv2d/matMul + bias + activation, since tfjs-layers' fused
- *    ops always compute weight gradients (48 s vs 3 s on cpu, and missing kernels on wasm);
+ *    ops always compute weight gradients (many times slower, and missing kernels on wasm);
  *  - a layer's value can be replaced, to differentiate w.r.t. it (nodes that do not depend on it
  *    reuse the first pass's values, so skip connections in DAG models stay correct);
  *  - a final softmax or sigmoid is split off, to expose the scores before it (head.ts);
  *  - inference batch normalization runs as y = x * scale + shift (scale = gamma / sqrt(var + eps),
  *    shift = beta - mean * scale), whose gradient is dy * scale, instead of tfjs's batchNorm, whose
- *    gradient tiles 1/sqrt(var + eps) to the whole activation (27% of a Darknet backward pass on
- *    wasm); after a linear Conv2D, DepthwiseConv2D, SeparableConv2D or Dense that feeds nothing
- *    else it is folded into that layer's weights (W * scale, (b - mean) * scale + beta), so the
- *    pair costs one convolution. The convolution's own output is still computed when a method
- *    asks for it or differentiates w.r.t. it;
+ *    gradient tiles 1/sqrt(var + eps) to the whole activation first; after a linear Conv2D,
+ *    DepthwiseConv2D, SeparableConv2D or Dense that feeds nothing else it is folded into that
+ *    layer's weights (W * scale, (b - mean) * scale + beta), so the pair costs one convolution.
+ *    The convolution's own output is still computed when a method asks for it or differentiates
+ *    w.r.t. it;
  *  - relu6 (activation 'relu6', or a ReLU layer with maxValue 6), which tfjs-layers computes as
  *    min(relu(x), 6), runs as tf.relu6 (same values): one op, which the ReLU rules of
  *    relu-rules.ts leave alone (as Captum leaves nn.ReLU6), where the inner relu would take them.
@@ -329,6 +329,7 @@ export class LayersAdapter extends BaseAdapter implements ModelAdapter {
         out.push({
           name: s.layer.name,
           type: s.layer.getClassName(),
+          role: kerasRole(s.layer),
           outputShape: [...shape],
           params: s.layer.countParams(),
           inputs: [],
@@ -488,6 +489,29 @@ function pair(v: number | number[] | undefined, fallback: number): [number, numb
   if (v === undefined) return [fallback, fallback];
   if (typeof v === 'number') return [v, v];
   return [v[0], v[1] ?? v[0]];
+}
+
+/** Keras class names by role (adapter.ts LayerRole); a class not listed is 'other'. */
+const KERAS_ROLES: Record<Exclude<LayerRole, 'bias' | 'other'>, readonly string[]> = {
+  convolution: ['Conv1D', 'Conv2D', 'Conv3D', 'SeparableConv1D', 'SeparableConv2D', 'Conv2DTranspose', 'Conv3DTranspose'],
+  'depthwise-convolution': ['DepthwiseConv1D', 'DepthwiseConv2D'],
+  dense: ['Dense'],
+  activation: ['Activation', 'ReLU', 'LeakyReLU', 'PReLU', 'ELU', 'ThresholdedReLU', 'Softmax'],
+  normalization: ['BatchNormalization', 'LayerNormalization', 'GroupNormalization', 'UnitNormalization', 'Normalization'],
+  'average-pooling': ['AveragePooling1D', 'AveragePooling2D', 'AveragePooling3D', 'GlobalAveragePooling1D', 'GlobalAveragePooling2D', 'GlobalAveragePooling3D'],
+  'max-pooling': ['MaxPooling1D', 'MaxPooling2D', 'MaxPooling3D', 'GlobalMaxPooling1D', 'GlobalMaxPooling2D', 'GlobalMaxPooling3D'],
+  merge: ['Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Concatenate', 'Dot'],
+  reshape: ['Flatten', 'Reshape'],
+  identity: ['Dropout', 'SpatialDropout1D', 'SpatialDropout2D', 'SpatialDropout3D', 'GaussianDropout', 'GaussianNoise', 'AlphaDropout', 'ActivityRegularization', 'Identity', ...AUGMENTATION],
+  padding: ['ZeroPadding1D', 'ZeroPadding2D', 'ZeroPadding3D', 'Cropping1D', 'Cropping2D', 'Cropping3D'],
+};
+const KERAS_ROLE = new Map(Object.entries(KERAS_ROLES).flatMap(([role, classes]) => classes.map((c) => [c, role as LayerRole] as const)));
+
+/** The layer's role from its Keras class; an Activation layer with the linear activation is the identity. */
+function kerasRole(layer: LLayer): LayerRole {
+  const cls = layer.getClassName();
+  if (cls === 'Activation' && layer.activation?.getClassName() === 'linear') return 'identity';
+  return KERAS_ROLE.get(cls) ?? 'other';
 }
 
 function convGeometry(layer: LLayer): ConvGeometry | undefined {

@@ -1,8 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 
 /**
- * Backward rules for ReLU, switched for the whole model (every LayersModel and GraphModel, since
- * tfjs looks gradients up by kernel name).
+ * Backward rules for ReLU. The rule is global state of the tfjs instance, not of a model: it is
+ * the gradient registered for the Relu kernel, which tfjs looks up by kernel name, so while
+ * `withReluRule` runs, every gradient of every model (LayersModel or GraphModel) on this thread
+ * uses it. Worker threads have their own tfjs, hence their own rule.
  *
  * With x the forward input of a ReLU and g the gradient arriving from above:
  *   standard   dx = g * [x > 0]
@@ -37,8 +39,10 @@ export function currentReluRule(): ReluRule {
 }
 
 /**
- * Runs `fn` with `rule` as the ReLU-family backward rule and always restores the previous
- * gradients (saved with tf.getGradient), also when `fn` throws.
+ * Runs `fn` with `rule` as the Relu kernel's backward rule for the whole thread (every model), and
+ * always restores the previous gradients (saved with tf.getGradient), also when `fn` throws.
+ * Nested calls restore the outer rule; gradients computed concurrently elsewhere on the thread
+ * while `fn` awaits also see `rule`.
  */
 export async function withReluRule<T>(rule: ReluRule, fn: () => T | Promise<T>): Promise<T> {
   if (rule === current) return await fn();

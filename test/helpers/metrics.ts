@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { writeSampleMaps } from '../../pipeline/methods/maps.ts';
-import { upsampleMaps } from '../../pipeline/methods/cam-shared.ts';
+import { upsampleMaps } from '../../pipeline/methods/cam-base.ts';
 import { defineMethod, type MethodContext } from '../../pipeline/methods/types.ts';
 import { z } from 'zod';
 

@@ -7,6 +7,7 @@ import { signedImage } from '../../pipeline/methods/attribution.ts';
 import { guidedGradCam } from '../../pipeline/methods/guided-grad-cam.ts';
 import { classScore } from '../../pipeline/model/adapter.ts';
 import { LayersAdapter } from '../../pipeline/model/layers-adapter.ts';
+import { withReluRule } from '../../pipeline/model/relu-rules.ts';
 import { darknetInput, FIXTURES, haveDarknet, loadDarknet } from '../helpers/darknet.ts';
 import { methodContext, readRaw, runMethod } from '../helpers/method-context.ts';
 
@@ -45,7 +46,7 @@ describe('guided-grad-cam', () => {
 
     // the two factors, computed separately
     const onehot = tf.oneHot(targets, 3).toFloat() as tf.Tensor2D;
-    const guided = await model.withReluRule('guided', () => model.gradient(x, classScore(onehot), 'input'));
+    const guided = await withReluRule('guided', () => model.gradient(x, classScore(onehot), 'input'));
     const vanilla = model.gradient(x, classScore(onehot), 'input');
     const cam = gradCamMaps({ model, input: x }, 'c2', targets);
     const G = (await guided.grad.array()) as number[][][][];

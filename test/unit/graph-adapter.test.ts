@@ -14,11 +14,11 @@ import { initBackend } from '../../pipeline/backend.ts';
 import { ConvlensError } from '../../pipeline/errors.ts';
 import { silentLogger } from '../../pipeline/logger.ts';
 import { classScore, initialWeight, weightSeed, type ModelAdapter, type Objective } from '../../pipeline/model/adapter.ts';
-import { graphInitialWeight, topologicalOps } from '../../pipeline/model/graph-adapter.ts';
+import { graphInitialWeight, graphRole, topologicalOps } from '../../pipeline/model/graph-adapter.ts';
 import { saveLayersModel } from '../../pipeline/model/io.ts';
 import { LayersAdapter } from '../../pipeline/model/layers-adapter.ts';
 import { loadModel } from '../../pipeline/model/load.ts';
-import { RELU_RULES, type ReluRule } from '../../pipeline/model/relu-rules.ts';
+import { RELU_RULES, withReluRule, type ReluRule } from '../../pipeline/model/relu-rules.ts';
 import { centralDiff, maxAbsDiff, maxRelErr, sameSigns } from '../helpers/finite-diff.ts';
 import {
   buildDag, graph64, graphWeights, oneHotRows, read64, score64, softmax64, t64, vals, writeTinyGraphModel,
@@ -69,6 +69,7 @@ describe('GraphAdapter on a hand-written graph model', () => {
     expect(adapter.numClasses).toBe(3);
     expect(adapter.layers.map((l) => l.name)).toEqual(['conv', 'bias_add', 'relu', 'mean', 'logits', 'probs']);
     expect(adapter.layers.map((l) => l.type)).toEqual(['Conv2D', 'BiasAdd', 'Relu', 'Mean', 'MatMul', 'Softmax']);
+    expect(adapter.layers.map((l) => l.role)).toEqual(['convolution', 'bias', 'activation', 'average-pooling', 'dense', 'activation']);
     expect(adapter.layers.map((l) => l.outputShape)).toEqual([[null, 3, 3, 2], [null, 3, 3, 2], [null, 3, 3, 2], [null, 2], [null, 3], [null, 3]]);
     // the int32 Const holding Mean's axes is not a parameter
     expect(adapter.layers.map((l) => l.params)).toEqual([8, 2, 0, 0, 6, 0]);
@@ -177,7 +178,7 @@ describe('GraphAdapter on a hand-written graph model', () => {
     };
     const results = new Map<ReluRule, Float64Array>();
     for (const rule of RELU_RULES) {
-      const r = await adapter.withReluRule(rule, () => adapter.gradient(x, classScore(wt), 'input'));
+      const r = await withReluRule(rule, () => adapter.gradient(x, classScore(wt), 'input'));
       results.set(rule, read64(r.grad));
       expect(maxAbsDiff(read64(r.grad), expectedFor(rule)), rule).toBeLessThan(1e-6);
       tf.dispose([r.grad, r.value, r.logits]);
@@ -253,6 +254,18 @@ describe('GraphAdapter on a hand-written graph model', () => {
     await expect(adapter.withRandomizedLayers(['logitz'], seed, () => 0)).rejects.toThrow(/no layer "logitz"/);
   });
 
+  it('gives ops their roles: an add of one activation and a weight is a bias, of two activations a merge', () => {
+    expect(graphRole('BiasAdd', 1)).toBe('bias');
+    expect(graphRole('AddV2', 1)).toBe('bias');
+    expect(graphRole('AddV2', 2)).toBe('merge');
+    expect(graphRole('Mul', 1)).toBe('other');
+    expect(graphRole('Mul', 2)).toBe('merge');
+    expect(graphRole('ConcatV2', 2)).toBe('merge');
+    expect(['_FusedConv2D', 'DepthwiseConv2dNative', '_FusedMatMul', 'Relu6', 'ConvlensBatchNorm', 'AvgPool', 'Max', 'Squeeze', 'MirrorPad', 'Transpose']
+      .map((op) => graphRole(op, 1)))
+      .toEqual(['convolution', 'depthwise-convolution', 'dense', 'activation', 'normalization', 'average-pooling', 'max-pooling', 'reshape', 'padding', 'other']);
+  });
+
   it('chooses initial values by op and input position', () => {
     const val = (op: string, i: number) => tf.tidy(() => Array.from(graphInitialWeight(op, i, [2], 1).dataSync()));
     expect(val('FusedBatchNormV3', 1)).toEqual([1, 1]);
@@ -285,7 +298,7 @@ describe('GraphAdapter on a hand-written graph model', () => {
       expect(tf.memory().numTensors, wrt).toBe(before);
     }
     for (const rule of RELU_RULES) {
-      const r = await adapter.withReluRule(rule, () => adapter.gradient(x, classScore(wt), 'input'));
+      const r = await withReluRule(rule, () => adapter.gradient(x, classScore(wt), 'input'));
       tf.dispose([r.grad, r.value, r.logits]);
       expect(tf.memory().numTensors, rule).toBe(before);
     }

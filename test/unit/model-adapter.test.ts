@@ -10,6 +10,7 @@ import { ConvlensError } from '../../pipeline/errors.ts';
 import { silentLogger } from '../../pipeline/logger.ts';
 import { classScore, type Objective } from '../../pipeline/model/adapter.ts';
 import { LayersAdapter } from '../../pipeline/model/layers-adapter.ts';
+import { withReluRule } from '../../pipeline/model/relu-rules.ts';
 import { centralDiff, maxAbsDiff, maxRelErr, sameSigns, spreadIndices } from '../helpers/finite-diff.ts';
 import {
   buildDag, buildNested, dag64, dagTail64, dagWeights, DAG_INPUT, nested64, nestedTailFromB1_64, nestedTailFromC1_64,
@@ -74,6 +75,7 @@ describe('LayersAdapter on a functional DAG (conv -> conv, skip add, GAP, dense 
     expect(adapter.numClasses).toBe(3);
     expect(adapter.layers.map((l) => l.name)).toEqual(['c1', 'c2', 'skip', 'gap', 'fc']);
     expect(adapter.layers.map((l) => l.type)).toEqual(['Conv2D', 'Conv2D', 'Add', 'GlobalAveragePooling2D', 'Dense']);
+    expect(adapter.layers.map((l) => l.role)).toEqual(['convolution', 'convolution', 'merge', 'average-pooling', 'dense']);
     expect(adapter.layers.map((l) => l.outputShape)).toEqual([[null, 4, 4, 2], [null, 4, 4, 2], [null, 4, 4, 2], [null, 2], [null, 3]]);
     // c1: 3*3*1*2 + 2, c2: 3*3*2*2 + 2, fc: 2*3 + 3
     expect(adapter.layers.map((l) => l.params)).toEqual([20, 38, 0, 0, 9]);
@@ -330,7 +332,7 @@ describe('LayersAdapter on a functional DAG (conv -> conv, skip add, GAP, dense 
       }
     }
     for (const rule of ['guided', 'deconvnet', 'standard'] as const) {
-      const r = await adapter.withReluRule(rule, () => adapter.gradient(x, classScore(wt), 'input'));
+      const r = await withReluRule(rule, () => adapter.gradient(x, classScore(wt), 'input'));
       tf.dispose([r.grad, r.value, r.logits]);
       expect(tf.memory().numTensors, rule).toBe(before);
     }
@@ -427,6 +429,37 @@ describe('LayersAdapter with a nested tf.sequential block inside a functional mo
     expect(maxRelErr(cb.map((i) => gb[i]), fdb, 1e-2)).toBeLessThan(TOL);
     expect(maxAbsDiff(read64(rb.logits), ref.logits.data)).toBeLessThan(1e-5);
     tf.dispose([wt, rx.grad, rx.value, rx.logits, rc.grad, rc.value, rc.logits, rb.grad, rb.value, rb.logits]);
+  });
+});
+
+describe('LayersAdapter roles', () => {
+  beforeAll(async () => {
+    await initBackend('wasm', silentLogger);
+  });
+
+  it('gives each Keras class its role; a linear Activation is the identity, an unknown class other', () => {
+    const input = tf.input({ shape: [8, 8, 3] });
+    const chain: [tf.layers.Layer, string][] = [
+      [tf.layers.zeroPadding2d({ padding: 1, name: 'pad' }), 'padding'],
+      [tf.layers.conv2d({ filters: 4, kernelSize: 3, name: 'conv' }), 'convolution'],
+      [tf.layers.batchNormalization({ name: 'bn' }), 'normalization'],
+      [tf.layers.reLU({ name: 'relu' }), 'activation'],
+      [tf.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', name: 'dw' }), 'depthwise-convolution'],
+      [tf.layers.separableConv2d({ filters: 4, kernelSize: 3, padding: 'same', name: 'sep' }), 'convolution'],
+      [tf.layers.maxPooling2d({ poolSize: 2, name: 'maxpool' }), 'max-pooling'],
+      [tf.layers.activation({ activation: 'linear', name: 'linear' }), 'identity'],
+      [tf.layers.permute({ dims: [2, 1, 3], name: 'permute' }), 'other'],
+      [tf.layers.dropout({ rate: 0.5, name: 'drop' }), 'identity'],
+      [tf.layers.globalAveragePooling2d({ name: 'gap' }), 'average-pooling'],
+      [tf.layers.reshape({ targetShape: [4], name: 'reshape' }), 'reshape'],
+      [tf.layers.dense({ units: 3, name: 'fc' }), 'dense'],
+      [tf.layers.softmax({ name: 'probs' }), 'activation'],
+    ];
+    let y = input as tf.SymbolicTensor;
+    for (const [layer] of chain) y = layer.apply(y) as tf.SymbolicTensor;
+    const adapter = new LayersAdapter(tf.model({ inputs: input, outputs: y }));
+    expect(adapter.layers.map((l) => [l.name, l.role])).toEqual(chain.map(([l, role]) => [l.name, role]));
+    adapter.dispose();
   });
 });
 

@@ -119,7 +119,7 @@ describe('the rules through a LayersAdapter', () => {
       const a = adapters.get(kind)!;
       expect(a.head.kind).toBe('binary');
       for (const rule of RELU_RULES) {
-        const g = await a.withReluRule(rule, () => inputGrad(a));
+        const g = await withReluRule(rule, () => inputGrad(a));
         const e = [...expected(kind, rule, X[0]), ...expected(kind, rule, X[1])];
         g.forEach((v, i) => expect(v, `${rule} [${i}]`).toBeCloseTo(e[i], 6));
       }
@@ -133,7 +133,7 @@ describe('the rules through a LayersAdapter', () => {
     const beforeLeaky = inputGrad(leakyA);
     const gradFns = ['Relu', 'Relu6', 'LeakyRelu'].map((k) => tf.getGradient(k));
     for (const rule of ['guided', 'deconvnet'] as const) {
-      const inside = await a.withReluRule(rule, () => inputGrad(a));
+      const inside = await withReluRule(rule, () => inputGrad(a));
       expect(inside).not.toEqual(before);
       expect(currentReluRule()).toBe('standard');
       expect(inputGrad(a)).toEqual(before);
@@ -145,10 +145,10 @@ describe('the rules through a LayersAdapter', () => {
   it('after withReluRule throws (synchronously or after an await), the standard gradient is back, exactly', async () => {
     const a = adapters.get('relu')!;
     const before = inputGrad(a);
-    await expect(a.withReluRule('guided', () => { throw new Error('sync boom'); })).rejects.toThrow('sync boom');
+    await expect(withReluRule('guided', () => { throw new Error('sync boom'); })).rejects.toThrow('sync boom');
     expect(currentReluRule()).toBe('standard');
     expect(inputGrad(a)).toEqual(before);
-    await expect(a.withReluRule('deconvnet', async () => {
+    await expect(withReluRule('deconvnet', async () => {
       await new Promise((r) => setTimeout(r, 1));
       expect(inputGrad(a)).not.toEqual(before); // the rule holds across the await
       throw new Error('async boom');
@@ -160,15 +160,15 @@ describe('the rules through a LayersAdapter', () => {
   it('nested rules: the outer rule is back after the inner one ends', async () => {
     const a = adapters.get('relu')!;
     const std = inputGrad(a);
-    const dec = await a.withReluRule('deconvnet', () => inputGrad(a));
-    const gui = await a.withReluRule('guided', () => inputGrad(a));
-    await a.withReluRule('deconvnet', async () => {
-      expect(await a.withReluRule('guided', () => inputGrad(a))).toEqual(gui);
+    const dec = await withReluRule('deconvnet', () => inputGrad(a));
+    const gui = await withReluRule('guided', () => inputGrad(a));
+    await withReluRule('deconvnet', async () => {
+      expect(await withReluRule('guided', () => inputGrad(a))).toEqual(gui);
       expect(currentReluRule()).toBe('deconvnet');
       expect(inputGrad(a)).toEqual(dec);
-      expect(await a.withReluRule('standard', () => inputGrad(a))).toEqual(std);
+      expect(await withReluRule('standard', () => inputGrad(a))).toEqual(std);
       expect(inputGrad(a)).toEqual(dec);
-      await expect(a.withReluRule('guided', () => { throw new Error('inner'); })).rejects.toThrow('inner');
+      await expect(withReluRule('guided', () => { throw new Error('inner'); })).rejects.toThrow('inner');
       expect(inputGrad(a)).toEqual(dec);
     });
     expect(inputGrad(a)).toEqual(std);
@@ -177,7 +177,7 @@ describe('the rules through a LayersAdapter', () => {
   it('leaks no tensors', async () => {
     const a = adapters.get('leaky')!;
     const before = tf.memory().numTensors;
-    for (const rule of RELU_RULES) await a.withReluRule(rule, () => inputGrad(a));
+    for (const rule of RELU_RULES) await withReluRule(rule, () => inputGrad(a));
     expect(tf.memory().numTensors).toBe(before);
   });
 });
