@@ -173,6 +173,8 @@ function describeIssue(issue: z.core.$ZodIssue): { path: string; message: string
     case 'unrecognized_keys':
       return issue.keys.map((key) => {
         const known = knownKeys(issue.path);
+        const renamed = RENAMED_KEYS[key] && known.includes(RENAMED_KEYS[key]) ? RENAMED_KEYS[key] : undefined;
+        if (renamed) return { path: path ? `${path}.${key}` : key, message: `"${key}" is now called "${renamed}"; rename the key` };
         const near = nearest(key, known, 1);
         const suggestion = near.length ? `did you mean "${near[0]}"?` : '';
         return { path: path ? `${path}.${key}` : key, message: `unknown key "${key}"; ${suggestion || 'remove it'}${known.length ? ` (known: ${known.join(', ')})` : ''}` };
@@ -207,6 +209,12 @@ function describeValue(v: unknown): string {
   if (typeof v === 'object') return 'a mapping';
   return `${typeof v} ${JSON.stringify(v)}`;
 }
+
+/**
+ * Option keys that were renamed, old -> new, for a one-line error that says so: a method's
+ * overlay opacity was `alpha`, a word the CAM papers use for channel weights.
+ */
+const RENAMED_KEYS: Record<string, string> = { alpha: 'opacity' };
 
 /** Keys the schema allows at `path` (for "did you mean"). */
 function knownKeys(path: readonly PropertyKey[]): string[] {

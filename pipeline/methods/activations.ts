@@ -4,7 +4,7 @@ import type { ModelAdapter } from '../model/adapter.ts';
 import { tileGrid, valueRange } from '../render.ts';
 import { upsampleMaps } from './cam-base.ts';
 import { grayTile, unitScale } from './gray-tiles.ts';
-import { alphaOption, writeSampleMaps } from './maps.ts';
+import { opacityOption, writeSampleMaps } from './maps.ts';
 import { defineMethod, layerProblem, type MethodContext, type OptionProblem } from './types.ts';
 
 /**
@@ -40,7 +40,7 @@ export const activations = defineMethod({
       .describe('Map blended over the image: "mean" over channels, or one channel index'),
     tileScale: z.number().int().min(1).max(32).optional()
       .describe('Each activation cell is drawn as tileScale x tileScale pixels (default: round(48 / max(h, w)), at least 1)'),
-    alpha: alphaOption,
+    opacity: opacityOption,
   }),
   check(opts, model) {
     const problems: OptionProblem[] = [];
@@ -156,7 +156,7 @@ async function writeLayer(ctx: MethodContext, layer: string, a: tf.Tensor4D, sta
       classCaption: () => 'the image',
       reading: 'bright regions are strongly activated',
       classless: true,
-      alpha: opts.alpha,
+      opacity: opts.opacity,
       stats: () => ({ overlayChannel: String(c), channels: K }),
     });
   } finally {

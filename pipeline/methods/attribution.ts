@@ -185,7 +185,7 @@ export async function runReluRuleGradients(ctx: MethodContext, rule: Exclude<Rel
   method: string;
   title: string;
   target: TargetOption;
-  alpha: number;
+  opacity: number;
 }): Promise<void> {
   const targets = resolveTargets(ctx, meta.target, meta.method);
   if (targets.length === 0) return;
@@ -198,7 +198,7 @@ export async function runReluRuleGradients(ctx: MethodContext, rule: Exclude<Rel
     const map = reduceChannels(grad, 'abs-max');
     try {
       await writeSampleMaps(ctx, { raw: map, display: map }, { reading: 'bright pixels change the score most, in either direction', 
-        method: meta.method, title: meta.title, targets, alpha: meta.alpha, display: CAPTUM_OUTLIERS,
+        method: meta.method, title: meta.title, targets, opacity: meta.opacity, display: CAPTUM_OUTLIERS,
         stats: () => ({ reluRule: rule, reduce: 'abs-max' }),
       });
     } finally {

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { classScore, type ModelAdapter } from '../model/adapter.ts';
 import { upsampleBilinear } from '../render.ts';
-import { alphaOption, writeSampleMaps, type MapMeta } from './maps.ts';
+import { opacityOption, writeSampleMaps, type MapMeta } from './maps.ts';
 import { classOptionProblems, oneHotRows, resolveTargets, targetOption, type TargetOption } from './targets.ts';
 import { defineMethod, layerProblem, type MethodContext, type MethodDef, type OptionProblem } from './types.ts';
 
@@ -72,7 +72,7 @@ const LAYER = 'Layer to explain (default: the last layer with a spatial output)'
 
 /**
  * The options of a Grad-CAM family method: enabled, layer, target, the variant's own options,
- * alpha (in this order, which the config schema keeps). `layer` and `target` may carry other
+ * opacity (in this order, which the config schema keeps). `layer` and `target` may carry other
  * descriptions.
  */
 export function camOptions<E extends z.ZodRawShape = Record<never, never>>(o: { layer?: string; target?: typeof targetOption; extra?: E } = {}) {
@@ -81,7 +81,7 @@ export function camOptions<E extends z.ZodRawShape = Record<never, never>>(o: { 
     layer: z.string().optional().describe(o.layer ?? LAYER),
     target: o.target ?? targetOption,
     ...(o.extra ?? ({} as E)),
-    alpha: alphaOption,
+    opacity: opacityOption,
   });
 }
 
@@ -106,7 +106,7 @@ export function classObjective(ctx: MethodContext, target: TargetOption, method:
 }
 
 /** Computes L for an objective at `layer` and writes each explained sample's heatmap, overlay and raw map. */
-export async function writeCamMaps(ctx: MethodContext, layer: string, objective: CamObjective, channelWeights: ChannelWeights, meta: Pick<MapMeta, 'method' | 'title' | 'alpha'>): Promise<void> {
+export async function writeCamMaps(ctx: MethodContext, layer: string, objective: CamObjective, channelWeights: ChannelWeights, meta: Pick<MapMeta, 'method' | 'title' | 'opacity'>): Promise<void> {
   const { rows } = objective;
   const input = rows.length === 0 || rows.length === ctx.samples.length ? ctx.input : tf.gather(ctx.input, rows);
   let maps: ReturnType<typeof weightedCamMaps>;
@@ -133,7 +133,7 @@ export async function writeCamMaps(ctx: MethodContext, layer: string, objective:
 }
 
 /** The options every Grad-CAM family method has (camOptions). */
-type CamOpts = { layer?: string; target: TargetOption; alpha: number };
+type CamOpts = { layer?: string; target: TargetOption; opacity: number };
 
 /** A Grad-CAM variant: what it is, its channel weights, and (optionally) its own options, checks and objective. */
 export interface CamVariant<S extends z.ZodObject> {
@@ -166,7 +166,7 @@ export function defineCamMethod<S extends z.ZodObject = ReturnType<typeof camOpt
       const o = opts as CamOpts;
       const layer = o.layer ?? ctx.model.lastSpatialLayer().name;
       const objective = v.objective ? v.objective(ctx, opts) : classObjective(ctx, o.target, v.id);
-      await writeCamMaps(ctx, layer, objective, v.channelWeights, { method: v.id, title: v.title, alpha: o.alpha });
+      await writeCamMaps(ctx, layer, objective, v.channelWeights, { method: v.id, title: v.title, opacity: o.opacity });
     },
   });
 }

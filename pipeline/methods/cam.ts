@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { LayerInfo, ModelAdapter } from '../model/adapter.ts';
 import { upsampleMaps } from './cam-base.ts';
-import { alphaOption, writeSampleMaps } from './maps.ts';
+import { opacityOption, writeSampleMaps } from './maps.ts';
 import { scoreMatrix } from '../model/head.ts';
 import { classOptionProblems, oneHotRows, targetOption, resolveTargets } from './targets.ts';
 import { defineMethod, type MethodContext } from './types.ts';
@@ -45,7 +45,7 @@ export const cam = defineMethod({
   options: z.strictObject({
     enabled: z.boolean().default(true),
     target: targetOption,
-    alpha: alphaOption,
+    opacity: opacityOption,
   }),
   check(opts, model, classes?: readonly string[]) {
     return classOptionProblems(model, classes, { target: opts.target });
@@ -74,7 +74,7 @@ export const cam = defineMethod({
           title: 'CAM',
           layer: head.mapLayer,
           targets,
-          alpha: opts.alpha,
+          opacity: opts.opacity,
           stats: (i) => ({
             head: head.kind,
             score: maps.check[i].score,

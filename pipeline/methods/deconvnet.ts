@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { runReluRuleGradients } from './attribution.ts';
 import { targetOption } from './targets.ts';
 import { defineMethod } from './types.ts';
-import { alphaOption } from './maps.ts';
+import { opacityOption } from './maps.ts';
 
 /**
  * Deconvnet (Zeiler & Fergus 2014, "Visualizing and Understanding Convolutional Networks"), as an
@@ -26,9 +26,9 @@ export const deconvnet = defineMethod({
   options: z.strictObject({
     enabled: z.boolean().default(true),
     target: targetOption,
-    alpha: alphaOption,
+    opacity: opacityOption,
   }),
   async run(ctx, opts) {
-    await runReluRuleGradients(ctx, 'deconvnet', { method: 'deconvnet', title: 'Deconvnet', target: opts.target, alpha: opts.alpha });
+    await runReluRuleGradients(ctx, 'deconvnet', { method: 'deconvnet', title: 'Deconvnet', target: opts.target, opacity: opts.opacity });
   },
 });

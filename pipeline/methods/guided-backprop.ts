@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { runReluRuleGradients } from './attribution.ts';
 import { targetOption } from './targets.ts';
 import { defineMethod } from './types.ts';
-import { alphaOption } from './maps.ts';
+import { opacityOption } from './maps.ts';
 
 /**
  * Guided backpropagation (Springenberg, Dosovitskiy, Brox & Riedmiller 2015, "Striving for
@@ -25,9 +25,9 @@ export const guidedBackprop = defineMethod({
   options: z.strictObject({
     enabled: z.boolean().default(true),
     target: targetOption,
-    alpha: alphaOption,
+    opacity: opacityOption,
   }),
   async run(ctx, opts) {
-    await runReluRuleGradients(ctx, 'guided', { method: 'guided-backprop', title: 'Guided backpropagation', target: opts.target, alpha: opts.alpha });
+    await runReluRuleGradients(ctx, 'guided', { method: 'guided-backprop', title: 'Guided backpropagation', target: opts.target, opacity: opts.opacity });
   },
 });

@@ -47,7 +47,7 @@ export const guidedGradCam = defineMethod({
         method: 'guided-grad-cam', title: 'Guided Grad-CAM', name: 'gradient', targets, layer,
         describe: `the guided-backpropagation gradient of each input channel, weighted by the Grad-CAM map at ${layer}`,
       });
-      await writeSampleMaps(ctx, { raw: magnitude, display: magnitude }, { method: 'guided-grad-cam', title: 'Guided Grad-CAM magnitude', layer, targets, alpha: opts.alpha, display: CAPTUM_OUTLIERS, reading: 'bright pixels change the score most, in either direction' });
+      await writeSampleMaps(ctx, { raw: magnitude, display: magnitude }, { method: 'guided-grad-cam', title: 'Guided Grad-CAM magnitude', layer, targets, opacity: opts.opacity, display: CAPTUM_OUTLIERS, reading: 'bright pixels change the score most, in either direction' });
     } finally {
       tf.dispose([product, magnitude]);
     }

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { gaussianBlur } from '../blur.ts';
 import { blackPixel, classScores, meanInputGradient, writeSignedImages } from './attribution.ts';
-import { alphaOption, CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
+import { opacityOption, CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
 import { resolveTargets, targetOption } from './targets.ts';
 import { defineMethod } from './types.ts';
 
@@ -47,7 +47,7 @@ export const integratedGradients = defineMethod({
     baselineValue: z.union([z.number(), z.array(z.number()).min(1).max(3)]).optional()
       .describe('Baseline value in input space for baseline: black, one or per channel (default: a black pixel, (0 - input.mean) / input.std)'),
     blurSigma: z.number().positive().default(10).describe('Standard deviation in pixels of the blur for baseline: blurred'),
-    alpha: alphaOption,
+    opacity: opacityOption,
   }),
   check(opts, model) {
     const v = opts.baselineValue;
@@ -103,7 +103,7 @@ export const integratedGradients = defineMethod({
         const display = tf.abs(signed) as tf.Tensor3D;
         try {
           await writeSampleMaps(ctx, { raw: signed, display }, { reading: 'bright pixels change the score most, in either direction', 
-            method: 'integrated-gradients', title: 'Integrated gradients', targets, alpha: opts.alpha, display: CAPTUM_OUTLIERS,
+            method: 'integrated-gradients', title: 'Integrated gradients', targets, opacity: opts.opacity, display: CAPTUM_OUTLIERS,
             stats: (i) => ({ ...stats[i], steps: m, baseline: opts.baseline, ...(opts.baseline === 'blurred' ? { blurSigma: opts.blurSigma } : { baselineValue: black.join(', ') }) }),
           });
         } finally {

@@ -6,7 +6,7 @@ import type { MethodContext } from './types.ts';
 export { CAPTUM_OUTLIERS } from '../render.ts';
 
 /** Heatmap opacity in overlays, shared by every method that writes maps. */
-export const alphaOption = z.number().min(0).max(1).default(0.5).describe('Heatmap opacity in the overlay');
+export const opacityOption = z.number().min(0).max(1).default(0.5).describe('Heatmap opacity in the overlay (0: the image alone, 1: the heatmap alone)');
 
 export interface SampleMaps {
   /** Maps as computed (before upsampling or scaling) [n, h, w]: saved as raw .npy. */
@@ -22,7 +22,7 @@ export interface MapMeta {
   /** Class explained per sample. */
   targets: readonly number[];
   /** Overlay opacity. */
-  alpha: number;
+  opacity: number;
   /** Distinguishes several maps of one method, sample and class (e.g. "vs-12"). */
   variant?: string;
   /** Extra caption for the class (e.g. `"cat" vs "dog"`). */
@@ -82,6 +82,6 @@ export async function writeSampleMaps(ctx: MethodContext, maps: SampleMaps, meta
       id: `${meta.method}/${s.id}/${key}/overlay`,
       title: `${meta.title} over the image for ${caption}`,
       alt: `${meta.title} heatmap blended over sample ${s.source} for ${caption}`,
-    }, { pixels: blend(s.display, heat, meta.alpha), width: W, height: H, channels: 3 });
+    }, { pixels: blend(s.display, heat, meta.opacity), width: W, height: H, channels: 3 });
   }
 }

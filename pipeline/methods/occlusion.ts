@@ -3,7 +3,7 @@ import { yieldIfDue } from '../interrupt.ts';
 import { z } from 'zod';
 import { pixelToInputs } from '../data/preprocess.ts';
 import { ConvlensError } from '../errors.ts';
-import { alphaOption, writeSampleMaps } from './maps.ts';
+import { opacityOption, writeSampleMaps } from './maps.ts';
 import { oneHotRows, resolveTargets, targetOption } from './targets.ts';
 import { defineMethod, type MethodContext, type OptionProblem } from './types.ts';
 
@@ -45,7 +45,7 @@ export const occlusion = defineMethod({
     target: targetOption,
     display: z.enum(['positive', 'signed']).default('positive')
       .describe('positive: show max(drop, 0); signed: min-max of the signed drop (the raw data is always signed)'),
-    alpha: alphaOption,
+    opacity: opacityOption,
   }),
   check(opts, model) {
     const [H, W] = model.inputShape;
@@ -73,7 +73,7 @@ export const occlusion = defineMethod({
     const display = opts.display === 'positive' ? tf.relu(raw) : raw;
     try {
       await writeSampleMaps(ctx, { raw, display }, { reading: 'bright regions, when hidden, lowered the probability most',
-        method: 'occlusion', title: 'Occlusion sensitivity', targets, alpha: opts.alpha,
+        method: 'occlusion', title: 'Occlusion sensitivity', targets, opacity: opts.opacity,
         grid: [Math.ceil(H / geo.stride[0]), Math.ceil(W / geo.stride[1])],
         stats: (i) => ({
           patchHeight: geo.size[0], patchWidth: geo.size[1], strideY: geo.stride[0], strideX: geo.stride[1],

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { channelReduceOption, inputGradients, reduceChannels } from './attribution.ts';
-import { alphaOption, CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
+import { opacityOption, CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
 import { resolveTargets, targetOption } from './targets.ts';
 import { defineMethod } from './types.ts';
 
@@ -28,7 +28,7 @@ export const saliency = defineMethod({
     enabled: z.boolean().default(true),
     target: targetOption,
     variant: channelReduceOption,
-    alpha: alphaOption,
+    opacity: opacityOption,
   }),
   async run(ctx, opts) {
     const targets = resolveTargets(ctx, opts.target, 'saliency');
@@ -38,7 +38,7 @@ export const saliency = defineMethod({
     grad.dispose();
     try {
       await writeSampleMaps(ctx, { raw: map, display: map }, { reading: 'bright pixels change the score most, in either direction', 
-        method: 'saliency', title: 'Saliency', targets, alpha: opts.alpha, display: CAPTUM_OUTLIERS,
+        method: 'saliency', title: 'Saliency', targets, opacity: opts.opacity, display: CAPTUM_OUTLIERS,
         stats: () => ({ variant: opts.variant }),
       });
     } finally {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { channelReduceOption, meanInputGradient, reduceChannels } from './attribution.ts';
-import { alphaOption, CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
+import { opacityOption, CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
 import { resolveTargets, targetOption } from './targets.ts';
 import { mulberry32, normals } from '../random.ts';
 import { defineMethod } from './types.ts';
@@ -35,7 +35,7 @@ export const smoothgrad = defineMethod({
     noise: z.number().min(0).max(1).default(0.15).describe('Noise standard deviation as a fraction of the image value range (max - min)'),
     seed: z.number().int().default(0).describe('Added to compute.seed: the seed of the noise (sample i uses compute.seed + seed + i)'),
     variant: channelReduceOption,
-    alpha: alphaOption,
+    opacity: opacityOption,
   }),
   passes: (opts) => opts.n,
   async run(ctx, opts) {
@@ -64,7 +64,7 @@ export const smoothgrad = defineMethod({
       const map = tf.tidy(() => reduceChannels(tf.stack(means) as tf.Tensor4D, opts.variant));
       try {
         await writeSampleMaps(ctx, { raw: map, display: map }, { reading: 'bright pixels change the score most, in either direction', 
-          method: 'smoothgrad', title: 'SmoothGrad', targets, alpha: opts.alpha, display: CAPTUM_OUTLIERS,
+          method: 'smoothgrad', title: 'SmoothGrad', targets, opacity: opts.opacity, display: CAPTUM_OUTLIERS,
           stats: (i) => ({ variant: opts.variant, n: opts.n, noise: opts.noise, sigma: sigmas[i], seed: ctx.settings.seed + opts.seed + ctx.samples[i].index }),
         });
       } finally {

@@ -15,7 +15,7 @@ export async function writeMaps(ctx: MethodContext, method: string, maps: ArrayL
   const raw = tf.tensor3d(Float32Array.from(maps.flatMap((m) => Array.from(m))), [maps.length, h, w]);
   const display = h === H && w === W ? raw : upsampleMaps(raw, H, W);
   try {
-    await writeSampleMaps(ctx, { raw, display }, { method, title: method, targets, alpha: 0.5, ...(grid ? { grid } : {}) });
+    await writeSampleMaps(ctx, { raw, display }, { method, title: method, targets, opacity: 0.5, ...(grid ? { grid } : {}) });
   } finally {
     tf.dispose(display === raw ? [raw] : [raw, display]);
   }

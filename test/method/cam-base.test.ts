@@ -42,8 +42,8 @@ describe('the CAM base', () => {
 
   it('a variant that gives only its weights is a whole method: shared options, needs and check', () => {
     const model = handModel();
-    expect(Object.keys(layerCam.options.shape)).toEqual(['enabled', 'layer', 'target', 'alpha']);
-    expect(layerCam.options.parse({})).toEqual({ enabled: true, target: 'top-1', alpha: 0.5 });
+    expect(Object.keys(layerCam.options.shape)).toEqual(['enabled', 'layer', 'target', 'opacity']);
+    expect(layerCam.options.parse({})).toEqual({ enabled: true, target: 'top-1', opacity: 0.5 });
     expect(layerCam.needs).toEqual({ spatialLayer: true });
     expect(layerCam.perSample).toBe(true);
     const problems = layerCam.check!(layerCam.options.parse({ layer: 'gap', target: 7 }), model, ['a', 'b', 'c']);

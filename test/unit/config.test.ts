@@ -53,7 +53,10 @@ describe('config', () => {
 
   it('suggests the nearest key for an unknown key', () => {
     expect(problems(`${minimal}methods:\n  grad-cam:\n    layr: conv5\n`)).toEqual([
-      'viz.yaml: methods.grad-cam.layr: unknown key "layr"; did you mean "layer"? (known: enabled, layer, target, alpha)',
+      'viz.yaml: methods.grad-cam.layr: unknown key "layr"; did you mean "layer"? (known: enabled, layer, target, opacity)',
+    ]);
+    expect(problems(`${minimal}methods:\n  saliency:\n    alpha: 0.3\n`)).toEqual([
+      'viz.yaml: methods.saliency.alpha: "alpha" is now called "opacity"; rename the key',
     ]);
     expect(problems(`${minimal}methods:\n  gradcam: {}\n`)).toEqual([
       `viz.yaml: methods.gradcam: unknown key "gradcam"; did you mean "grad-cam"? (known: ${METHOD_IDS.join(', ')})`,
