@@ -111,31 +111,6 @@ export function upsampleBilinear(maps: tf.Tensor4D, height: number, width: numbe
   return tf.image.resizeBilinear(maps, [height, width], false, true);
 }
 
-/**
- * Separable Gaussian blur of images [n, H, W, C], each channel separately: taps
- * exp(-d^2 / 2 sigma^2) normalised, radius [rh, rw], edges padded with tf.mirrorPad's `edge` mode
- * ('symmetric': d c b a | a b c d, scipy's mode='reflect'; 'reflect': d c b | a b c d). Callers
- * pick the radius rule of the convention they follow.
- */
-export function separableGaussianBlur(x: tf.Tensor4D, sigma: number, radius: [number, number], edge: 'symmetric' | 'reflect'): tf.Tensor4D {
-  const [rh, rw] = radius;
-  if (rh === 0 && rw === 0) return x.clone();
-  const C = x.shape[3];
-  const taps = (r: number) => {
-    const w = Array.from({ length: 2 * r + 1 }, (_, k) => Math.exp(-((k - r) ** 2) / (2 * sigma * sigma)));
-    const s = w.reduce((a, b) => a + b, 0);
-    return w.map((v) => v / s);
-  };
-  return tf.tidy(() => {
-    const kh = taps(rh);
-    const kw = taps(rw);
-    const fh = tf.tensor4d(kh.flatMap((v) => new Array<number>(C).fill(v)), [kh.length, 1, C, 1]);
-    const fw = tf.tensor4d(kw.flatMap((v) => new Array<number>(C).fill(v)), [1, kw.length, C, 1]);
-    const padded = tf.mirrorPad(x, [[0, 0], [rh, rh], [rw, rw], [0, 0]], edge);
-    return tf.depthwiseConv2d(tf.depthwiseConv2d(padded, fh, 1, 'valid'), fw, 1, 'valid') as tf.Tensor4D;
-  });
-}
-
 /** A [0,1] map to RGB through a 256-entry lookup table. */
 export function colorize(map01: ArrayLike<number>, cmap: Colormap): Uint8Array {
   const lut = new Uint8Array(256 * 3);

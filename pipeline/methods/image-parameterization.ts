@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { normals } from '../random.ts';
-import { gaussianBlur } from './image-transforms.ts';
+import { gaussianBlur } from '../blur.ts';
 
 /**
  * Image parameterisations for activation maximisation, in the model's preprocessed space.
@@ -253,7 +253,7 @@ export class ImageParameterization {
    * which is a circular blur of the pre-sigmoid image.
    */
   blur(p: tf.Tensor, sigma: number): tf.Tensor {
-    if (this.kind === 'pixel') return gaussianBlur(p as tf.Tensor4D, sigma);
+    if (this.kind === 'pixel') return gaussianBlur(p as tf.Tensor4D, sigma, 'three-sigma');
     const { h, w } = this.opts;
     const f = rfft2dFreqs(h, w);
     const g = Float32Array.from(f, (v) => Math.exp(-2 * Math.PI * Math.PI * sigma * sigma * v * v));

@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs';
-import { separableGaussianBlur } from '../render.ts';
 
 /**
  * Transformation robustness and image priors for activation maximisation (Olah et al. 2017,
@@ -120,12 +119,6 @@ export class Warp {
   dispose(): void {
     tf.dispose([this.index, this.weight]);
   }
-}
-
-/** Gaussian blur of [n, h, w, c], radius ceil(3 sigma) capped below the image size, reflected borders. */
-export function gaussianBlur(x: tf.Tensor4D, sigma: number): tf.Tensor4D {
-  const r = Math.max(0, Math.min(Math.min(x.shape[1], x.shape[2]) - 1, Math.ceil(3 * sigma)));
-  return separableGaussianBlur(x, sigma, [r, r], 'reflect');
 }
 
 /** sum |x[i+1,j] - x[i,j]| + |x[i,j+1] - x[i,j]| over every image and channel (anisotropic TV). */

@@ -7,7 +7,8 @@ import { initBackend } from '../../pipeline/backend.ts';
 import { MemoryLogger, silentLogger } from '../../pipeline/logger.ts';
 import { classVisualization, resolveRange, toDisplay } from '../../pipeline/methods/class-visualization.ts';
 import { colorMatrix, ImageParameterization, imageToSpectrum, RealDft2d, spectrumScale, spectrumToImage } from '../../pipeline/methods/image-parameterization.ts';
-import { gaussianBlur, totalVariation, Warp } from '../../pipeline/methods/image-transforms.ts';
+import { gaussianBlur } from '../../pipeline/blur.ts';
+import { totalVariation, Warp } from '../../pipeline/methods/image-transforms.ts';
 import { mulberry32 as seededRandom } from '../../pipeline/random.ts';
 import type { ModelAdapter } from '../../pipeline/model/adapter.ts';
 import { LayersAdapter } from '../../pipeline/model/layers-adapter.ts';
@@ -333,11 +334,11 @@ describe('class-visualization', () => {
 
     it('Gaussian blur keeps a constant image and a unit mass; total variation by hand', () => {
       const flat = tf.fill([1, 7, 7, 2], 0.75) as tf.Tensor4D;
-      const b = gaussianBlur(flat, 1);
+      const b = gaussianBlur(flat, 1, 'three-sigma');
       expect(maxAbsDiff(b.dataSync(), new Array(98).fill(0.75))).toBeLessThan(1e-6);
       // away from the borders (reflection would fold mass back in)
       const impulse = tf.tidy(() => tf.reshape(tf.oneHot([60], 121), [1, 11, 11, 1]).toFloat() as tf.Tensor4D);
-      const bi = gaussianBlur(impulse, 0.7);
+      const bi = gaussianBlur(impulse, 0.7, 'three-sigma');
       const d = bi.dataSync();
       expect(Array.from(d).reduce((s, v) => s + v, 0)).toBeCloseTo(1, 5);
       expect(d[60]).toBeLessThan(0.5);

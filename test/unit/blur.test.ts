@@ -9,7 +9,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../pipeline/backend.ts';
 import { gaussianBlur } from '../../pipeline/blur.ts';
 import { silentLogger } from '../../pipeline/logger.ts';
-import { gaussianBlur as transformsBlur } from '../../pipeline/methods/image-transforms.ts';
 import { maxAbsDiff } from '../helpers/finite-diff.ts';
 import { vals } from '../helpers/tiny-models.ts';
 
@@ -40,14 +39,4 @@ describe('gaussianBlur', () => {
     tf.dispose([x, y, c]);
   });
 
-  it("'three-sigma' is the class visualization's blur, value for value", () => {
-    for (const [shape, sigma] of [[[2, 9, 7, 3], 0.5], [[1, 11, 11, 1], 1.3], [[1, 4, 6, 2], 5]] as const) {
-      const n = shape.reduce((a: number, b: number) => a * b, 1);
-      const x = tf.tensor4d(vals(n, 11, 1), [...shape]);
-      const a = gaussianBlur(x, sigma, 'three-sigma');
-      const b = transformsBlur(x, sigma);
-      expect(Array.from(a.dataSync())).toEqual(Array.from(b.dataSync()));
-      tf.dispose([x, a, b]);
-    }
-  });
 });
