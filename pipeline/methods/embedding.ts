@@ -139,13 +139,13 @@ export const embedding = defineMethod({
 
 /**
  * The default feature layer: the input of the classifier layer (the last layer, stepping back
- * over parameter-free softmax / activation layers); for a NiN/Darknet head (a 1x1 convolution to
+ * over parameter-free activation and identity layers: a softmax, a dropout); for a NiN/Darknet head (a 1x1 convolution to
  * one map per class), the last spatial layer before it.
  */
 export function featureLayer(model: ModelAdapter): LayerInfo {
   let last = model.layers.at(-1);
   if (!last) throw new ConvlensError('the model has no layers', { hint: 'Check that model.path names the classifier, or set methods.embedding.enabled: false.' });
-  while (last.params === 0 && /^(softmax|activation|identity|dropout)$/i.test(last.type) && last.inputs.length === 1) last = model.layer(last.inputs[0]);
+  while (last.params === 0 && (last.role === 'activation' || last.role === 'identity') && last.inputs.length === 1) last = model.layer(last.inputs[0]);
   if (last.inputs.length !== 1) return last;
   const input = model.layers.find((l) => l.name === last!.inputs[0]);
   if (!input) return last;

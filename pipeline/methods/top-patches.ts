@@ -5,7 +5,7 @@ import type { WorkerPool } from '../compute/worker-pool.ts';
 import { type ImageRef, loadImages } from '../data.ts';
 import type { TopPatchChannel, TopPatchesFile, TopPatchRow } from '../data-files.ts';
 import { ConvlensError } from '../errors.ts';
-import type { LayerInfo, ModelAdapter } from '../model/adapter.ts';
+import type { LayerInfo, LayerRole, ModelAdapter } from '../model/adapter.ts';
 import { type Box, receptiveField, type ReceptiveField } from '../receptive-field.ts';
 import { slug } from '../release-writer.ts';
 import { tileGrid } from '../render.ts';
@@ -236,7 +236,7 @@ function spatialProblem(model: ModelAdapter, name: string): string | undefined {
   return undefined;
 }
 
-const OUTPUT_LIKE = /relu|elu|activation|sigmoid|tanh|swish|gelu|mish|pool|add|concat/i;
+const OUTPUT_ROLES: ReadonlySet<LayerRole> = new Set(['activation', 'average-pooling', 'max-pooling', 'merge']);
 
 /**
  * The last spatial layer and one in the middle: the first layer at or after the middle of the
@@ -248,7 +248,7 @@ export function defaultLayers(model: ModelAdapter): string[] {
   const before = spatial.slice(0, spatial.findIndex((l) => l.name === last.name));
   if (before.length === 0) return [last.name];
   const mid = Math.floor(before.length / 2);
-  const middle = before.slice(mid).find((l) => OUTPUT_LIKE.test(l.type)) ?? before[mid];
+  const middle = before.slice(mid).find((l) => OUTPUT_ROLES.has(l.role)) ?? before[mid];
   return [middle.name, last.name];
 }
 
