@@ -2,9 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 
 /**
  * Input gradients of 2-D and depthwise convolutions as forward convolutions, for the wasm
- * backend, whose Conv2DBackpropInput is a plain loop (13x slower than its XNNPACK forward
- * convolution on the same shapes) and whose depthwise backward kernels are missing (bridged to
- * the cpu backend).
+ * backend, whose Conv2DBackpropInput is a plain loop (an order of magnitude slower than its
+ * XNNPACK forward convolution on the same shapes; see the README's Speed section) and whose
+ * depthwise backward kernels are missing (bridged to the cpu backend).
  *
  * For a forward convolution y[o] = sum_j x[o s + j d - p_top] W[j] (per spatial axis; stride s,
  * dilation d, kernel size k, padding p_top as TensorFlow computes it for 'same', 'valid' or

@@ -123,7 +123,7 @@ function augmentedBatch(set: DigitSet, ids: ArrayLike<number>, maxShift: number,
 /*
  * Training runs its own forward pass over the model's variables, with hand-written gradients:
  * wasm has no Conv2DBackpropFilter kernel, and the cpu kernels backend.ts bridges in for it and
- * for MaxPoolGrad take about a minute per batch of 64 here (this way: ~0.1 s). The forward ops
+ * for MaxPoolGrad are plain JavaScript loops, hundreds of times slower. The forward ops
  * are the ones the Conv2D layer runs (fused conv + bias + relu), so training optimises the
  * function the saved model computes. The gradients are tfjs's own up to float rounding (checked
  * against the cpu backend's on real digits): the filter gradient is one convolution of the

@@ -94,7 +94,7 @@ export function blackPixel(ctx: MethodContext, option: number | number[] | undef
   if (option !== undefined) {
     const v = typeof option === 'number' ? [option] : option;
     if (v.length !== 1 && v.length !== channels) {
-      throw new ConvlensError(`viz.yaml: methods.integrated-gradients.baselineValue: has ${v.length} values; give 1 or one per input channel (${channels})`);
+      throw new ConvlensError(`viz.yaml: methods.integrated-gradients.baselineValue: has ${v.length} values; give 1 or one per input channel (${channels})`, { hint: 'The baseline value is in input space, after the preprocessing: one number for every channel, or one per channel.' });
     }
     return Array.from({ length: channels }, (_, c) => perChannel(v, c));
   }

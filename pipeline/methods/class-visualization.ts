@@ -174,11 +174,11 @@ export function resolveClasses(ctx: Pick<MethodContext, 'samples' | 'classes' | 
   const list = option === 'samples' ? ctx.samples.map((s) => s.target) : option.map((c) => {
     if (typeof c === 'number') return c;
     const i = ctx.classes.indexOf(c);
-    if (i < 0) throw new ConvlensError(`viz.yaml: methods.class-visualization.classes: no class "${c}"; nearest: ${nearest(c, ctx.classes, 3).join(', ')}`);
+    if (i < 0) throw new ConvlensError(`viz.yaml: methods.class-visualization.classes: no class "${c}"; nearest: ${nearest(c, ctx.classes, 3).join(', ')}`, { hint: 'Name classes exactly as in model.labels, or give class indices.' });
     return i;
   });
   for (const c of list) {
-    if (c < 0 || c >= ctx.model.numClasses) throw new ConvlensError(`viz.yaml: methods.class-visualization.classes: class index ${c} is out of range (0-${ctx.model.numClasses - 1})`);
+    if (c < 0 || c >= ctx.model.numClasses) throw new ConvlensError(`viz.yaml: methods.class-visualization.classes: class index ${c} is out of range (0-${ctx.model.numClasses - 1})`, { hint: 'Class indices count the model outputs from 0.' });
   }
   return [...new Set(list)];
 }

@@ -57,7 +57,7 @@ export const occlusion = defineMethod({
     const [n, H, W] = ctx.input.shape;
     const geo = occlusionGeometry([H, W], opts.size, opts.stride);
     const problems = geometryProblems(geo, [H, W]);
-    if (problems.length) throw new ConvlensError(`viz.yaml: methods.occlusion.${problems[0].key}: ${problems[0].message}`);
+    if (problems.length) throw new ConvlensError(`viz.yaml: methods.occlusion.${problems[0].key}: ${problems[0].message}`, { hint: 'Choose a window size and stride that fit the model input (methods.occlusion.size, stride).' });
     const windows = occlusionWindows([H, W], geo);
     const passes = 1 + windows.length;
     const bar = ctx.logger.progress('occlusion', n * passes);
