@@ -6,9 +6,9 @@ import { ConvlensError } from '../errors.ts';
 import { classScore, type ModelAdapter } from '../model/adapter.ts';
 import { withReluRule, type ReluRule } from '../model/relu-rules.ts';
 import { valueRange } from '../render.ts';
-import { CAPTUM_OUTLIERS, writeSampleMaps } from './maps.ts';
-import { oneHotRows, resolveTargets, type TargetOption } from './targets.ts';
-import type { MethodContext } from './types.ts';
+import { CAPTUM_OUTLIERS, opacityOption, writeSampleMaps } from './maps.ts';
+import { oneHotRows, resolveTargets, targetOption, type TargetOption } from './targets.ts';
+import { defineMethod, type MethodContext } from './types.ts';
 
 /**
  * Shared steps of the input-gradient methods (saliency, SmoothGrad, deconvnet, guided
@@ -173,6 +173,29 @@ export async function writeSignedImages(ctx: MethodContext, values: tf.Tensor4D,
       stats: { min, max, channels: C },
     }, { pixels, width: W, height: H, channels }, { data: raw, shape: [H, W, C] });
   }
+}
+
+/**
+ * A method that is the input gradient under a ReLU backward rule (deconvnet, guided
+ * backpropagation): per sample, with a target and the overlay opacity as options; its own file
+ * holds the doc comment with the rule.
+ */
+export function defineReluRuleMethod(d: { id: string; title: string; paper: string; rule: Exclude<ReluRule, 'standard'> }) {
+  return defineMethod({
+    id: d.id,
+    title: d.title,
+    paper: d.paper,
+    needs: {},
+    perSample: true,
+    options: z.strictObject({
+      enabled: z.boolean().default(true),
+      target: targetOption,
+      opacity: opacityOption,
+    }),
+    async run(ctx, opts) {
+      await runReluRuleGradients(ctx, d.rule, { method: d.id, title: d.title, target: opts.target, opacity: opts.opacity });
+    },
+  });
 }
 
 /**

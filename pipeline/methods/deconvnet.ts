@@ -1,8 +1,4 @@
-import { z } from 'zod';
-import { runReluRuleGradients } from './attribution.ts';
-import { targetOption } from './targets.ts';
-import { defineMethod } from './types.ts';
-import { opacityOption } from './maps.ts';
+import { defineReluRuleMethod } from './attribution.ts';
 
 /**
  * Deconvnet (Zeiler & Fergus 2014, "Visualizing and Understanding Convolutional Networks"), as an
@@ -17,18 +13,9 @@ import { opacityOption } from './maps.ts';
  * as min(M / t, 1), t the value at which the sorted M sum to 98% of their total (Captum's
  * visualize_image_attr, outlier_perc = 2).
  */
-export const deconvnet = defineMethod({
+export const deconvnet = defineReluRuleMethod({
   id: 'deconvnet',
   title: 'Deconvnet',
   paper: 'Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks',
-  needs: {},
-  perSample: true,
-  options: z.strictObject({
-    enabled: z.boolean().default(true),
-    target: targetOption,
-    opacity: opacityOption,
-  }),
-  async run(ctx, opts) {
-    await runReluRuleGradients(ctx, 'deconvnet', { method: 'deconvnet', title: 'Deconvnet', target: opts.target, opacity: opts.opacity });
-  },
+  rule: 'deconvnet',
 });

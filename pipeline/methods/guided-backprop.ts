@@ -1,8 +1,4 @@
-import { z } from 'zod';
-import { runReluRuleGradients } from './attribution.ts';
-import { targetOption } from './targets.ts';
-import { defineMethod } from './types.ts';
-import { opacityOption } from './maps.ts';
+import { defineReluRuleMethod } from './attribution.ts';
 
 /**
  * Guided backpropagation (Springenberg, Dosovitskiy, Brox & Riedmiller 2015, "Striving for
@@ -16,18 +12,9 @@ import { opacityOption } from './maps.ts';
  * as min(M / t, 1), t the value at which the sorted M sum to 98% of their total (Captum's
  * visualize_image_attr, outlier_perc = 2).
  */
-export const guidedBackprop = defineMethod({
+export const guidedBackprop = defineReluRuleMethod({
   id: 'guided-backprop',
   title: 'Guided backpropagation',
   paper: 'Springenberg et al. 2015, Striving for Simplicity: The All Convolutional Net',
-  needs: {},
-  perSample: true,
-  options: z.strictObject({
-    enabled: z.boolean().default(true),
-    target: targetOption,
-    opacity: opacityOption,
-  }),
-  async run(ctx, opts) {
-    await runReluRuleGradients(ctx, 'guided', { method: 'guided-backprop', title: 'Guided backpropagation', target: opts.target, opacity: opts.opacity });
-  },
+  rule: 'guided',
 });
