@@ -83,20 +83,30 @@ async function kernelSlice(kernel: tf.Tensor4D, cin: number, cout: number): Prom
   return data;
 }
 
+/**
+ * Tiles of `cout` kernels of `per` values each (data [cout, kh, kw, cin]), `toTiles(w, scale)` per
+ * kernel, with the value -> [0, 1] scale of that kernel or of all of them (normalize), 0 at the
+ * middle grey when flat. Also the range of all the values.
+ */
+function filterTiles(data: Float32Array, cout: number, per: number, normalize: FilterOptions['normalize'], toTiles: (w: Float32Array, scale: (v: number) => number) => Uint8Array[]) {
+  const [min, max] = valueRange(data);
+  const globalRange = unitScale(min, max, 0.5);
+  const tiles: Uint8Array[] = [];
+  for (let f = 0; f < cout; f++) {
+    const w = data.subarray(f * per, (f + 1) * per);
+    tiles.push(...toTiles(w, normalize === 'global' ? globalRange : unitScale(...valueRange(w), 0.5)));
+  }
+  return { tiles, min, max };
+}
+
 async function firstLayerGrid(ctx: MethodContext, info: LayerInfo, opts: FilterOptions): Promise<void> {
   const kernel = kernelOf(ctx, info);
   if (!kernel) return;
   const [kh, kw, cin, coutAll] = kernel.shape;
   const cout = Math.min(coutAll, opts.maxFilters);
   const data = await kernelSlice(kernel, cin, cout);
-  const per = kh * kw * cin;
   const channels: 1 | 3 = cin === 3 ? 3 : 1;
-  const [min, max] = valueRange(data);
-  const globalRange = unitScale(min, max, 0.5);
-  const tiles: Uint8Array[] = [];
-  for (let f = 0; f < cout; f++) {
-    const w = data.subarray(f * per, (f + 1) * per);
-    const scale = opts.normalize === 'global' ? globalRange : unitScale(...valueRange(w), 0.5);
+  const { tiles, min, max } = filterTiles(data, cout, kh * kw * cin, opts.normalize, (w, scale) => {
     const values = new Float32Array(kh * kw * channels);
     for (let p = 0; p < kh * kw; p++) {
       if (channels === 3) {
@@ -107,8 +117,8 @@ async function firstLayerGrid(ctx: MethodContext, info: LayerInfo, opts: FilterO
         values[p] = s / cin;
       }
     }
-    tiles.push(grayTile(values, scale));
-  }
+    return [grayTile(values, scale)];
+  });
   const grid = tileGrid(tiles, kw, kh, channels, { scale: opts.scale, gap: 2 });
   await ctx.out.image('filters', info.name, {
     id: `filters/${info.name}`,
@@ -127,19 +137,11 @@ async function channelGrid(ctx: MethodContext, info: LayerInfo, opts: FilterOpti
   const cin = Math.min(cinAll, opts.maxChannels);
   const cout = Math.min(coutAll, opts.maxChannels);
   const data = await kernelSlice(kernel, cin, cout);
-  const per = kh * kw * cin;
-  const [min, max] = valueRange(data);
-  const globalRange = unitScale(min, max, 0.5);
-  const tiles: Uint8Array[] = [];
-  for (let f = 0; f < cout; f++) {
-    const w = data.subarray(f * per, (f + 1) * per);
-    const scale = opts.normalize === 'global' ? globalRange : unitScale(...valueRange(w), 0.5);
-    for (let c = 0; c < cin; c++) {
-      const slice = new Float32Array(kh * kw);
-      for (let p = 0; p < kh * kw; p++) slice[p] = w[p * cin + c];
-      tiles.push(grayTile(slice, scale));
-    }
-  }
+  const { tiles, min, max } = filterTiles(data, cout, kh * kw * cin, opts.normalize, (w, scale) => Array.from({ length: cin }, (_, c) => {
+    const slice = new Float32Array(kh * kw);
+    for (let p = 0; p < kh * kw; p++) slice[p] = w[p * cin + c];
+    return grayTile(slice, scale);
+  }));
   const grid = tileGrid(tiles, kw, kh, 1, { columns: cin, scale: opts.scale, gap: 2 });
   await ctx.out.image('filters', `${info.name}-channels`, {
     id: `filters/${info.name}/channels`,
