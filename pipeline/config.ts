@@ -84,7 +84,7 @@ export const ConfigSchema = z.strictObject({
     batchSize: z.number().int().positive().default(DEFAULTS.compute.batchSize)
       .describe('Images per forward pass; backward passes use micro-batches within the wasm heap'),
     workers: z.union([z.literal('auto'), z.number().int().min(0).max(64)]).default(DEFAULTS.compute.workers)
-      .describe('Worker threads on the wasm and cpu backends, each with its own tfjs and copy of the model, beside the main thread: per-sample methods, dataset passes and the metrics\' curves ("auto": one per core beyond the first, at most 7; 0: main thread only). Results do not depend on it'),
+      .describe('Worker threads on the wasm and cpu backends, each with its own tfjs and copy of the model, beside the main thread: per-sample methods, dataset passes and the metrics\' curves ("auto": one per core, at most 8, as far as compute.memory allows; 0: main thread only). Results do not depend on it'),
     memory: z.string().regex(/^\s*\d+(\.\d+)?\s*(MB|GB)\s*$/i, 'a size such as 2GB or 800MB').default(DEFAULTS.compute.memory)
       .describe('Memory budget of the run (main thread and workers together, e.g. 2GB or 800MB): "auto" workers are started only as far as it allows, and forward and backward passes are cut into batches that fit. A hosted CI runner has about 7GB'),
     seed: z.number().int().nonnegative().max(2 ** 31).default(DEFAULTS.compute.seed)
