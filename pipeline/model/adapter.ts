@@ -251,7 +251,7 @@ export abstract class BaseAdapter {
     // A 1x1 convolution to one map per class before global pooling (NiN / Darknet head) is the
     // classifier, not a feature layer: the default explanation layer is its input.
     const conv = last && this.producingConv(last);
-    if (conv?.conv && conv.conv.kernel[0] === 1 && conv.conv.kernel[1] === 1 && conv.outputShape.at(-1) === this.head.units && conv.inputs.length === 1) {
+    if (conv?.conv && conv.conv.kernel[0] === 1 && conv.conv.kernel[1] === 1 && conv.outputShape.at(-1) === this.head.units && conv.inputs.length === 1 && conv.inputs[0] !== 'input') {
       last = this.layer(conv.inputs[0]);
     }
     if (!last) throw new ConvlensError('the model has no layer with a spatial output ([batch, height, width, channels])', {

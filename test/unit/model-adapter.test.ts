@@ -485,6 +485,15 @@ describe('lastSpatialLayer', () => {
     a.dispose();
   });
 
+  it('a 1x1 conv to one map per class that reads the image itself is the last spatial layer (there is nothing before it)', () => {
+    const input = tf.input({ shape: [6, 6, 1] });
+    let h = tf.layers.conv2d({ name: 'cls', filters: 3, kernelSize: 1 }).apply(input) as tf.SymbolicTensor;
+    h = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(h) as tf.SymbolicTensor;
+    const a = new LayersAdapter(tf.model({ inputs: input, outputs: h }));
+    expect(a.lastSpatialLayer().name).toBe('cls');
+    a.dispose();
+  });
+
   it('a 1x1 conv with a channel count other than the classes is a feature layer', () => {
     const input = tf.input({ shape: [6, 6, 1] });
     let h = conv('feat', 4, 3).apply(input) as tf.SymbolicTensor;
