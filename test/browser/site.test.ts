@@ -428,6 +428,9 @@ describe.skipIf(!haveChromium)('the report site in Chromium', () => {
         } else if (await lazy() > 0) {
           // without JavaScript only those long lists stay lazy (they load as the reader scrolls)
           expect(p, `lazy images on ${where}`).toMatch(/^(classes|embedding)\/index\.html$/);
+          // let the page finish loading (its icon, say) before the next goto aborts the requests
+          await page.waitForLoadState('networkidle');
+          await page.emulateMedia({ media: 'screen' });
           continue;
         }
         await expect.poll(() => empty(page), { timeout: 10_000, message: where }).toEqual([]);
