@@ -8,7 +8,7 @@ import { IMAGE_EXTENSIONS } from './data.ts';
 import type { Logger } from './logger.ts';
 import { findCamHead } from './methods/cam.ts';
 import type { ModelAdapter } from './model/adapter.ts';
-import { describeHead, headClassCount } from './model/head.ts';
+import { classNamesFor, describeHead, headClassCount, type Head } from './model/head.ts';
 import { loadModel } from './model/load.ts';
 
 export interface InitOptions {
@@ -60,7 +60,7 @@ export async function initConfig(opts: InitOptions): Promise<string> {
     const labels = await findLabels(modelPath, headClassCount(model.head), model.head.kind === 'binary');
     const text = configText({ model, format, modelPath, out, images, imagesPath: opts.images ? resolve(opts.images) : undefined, labels });
     await writeFileAtomic(out, text);
-    opts.logger.info(`wrote ${out}: ${format}, input ${model.inputShape.join('x')}, ${describeHead(model.head, labels?.names ?? classIndices(headClassCount(model.head)))}`);
+    opts.logger.info(`wrote ${out}: ${format}, input ${model.inputShape.join('x')}, ${headText(model.head, labels?.names)}`);
     if (!images) opts.logger.warn(`no --images: data.samples points at images/ beside ${basename(out)}; put a few images there (or edit the key) before running`);
     opts.logger.info(`check the input block (preprocessing) in ${basename(out)}, then run: npx convlens report --config ${relative(process.cwd(), out) || out}`);
     return out;
@@ -69,8 +69,10 @@ export async function initConfig(opts: InitOptions): Promise<string> {
   }
 }
 
-function classIndices(n: number): string[] {
-  return Array.from({ length: n }, (_, i) => String(i));
+/** The head as the report will describe it, with the class names the run will use. */
+function headText(head: Head, labels: readonly string[] | undefined): string {
+  const names = classNamesFor(head, labels);
+  return describeHead(head, Array.isArray(names) ? names : classNamesFor(head, undefined) as string[]);
 }
 
 /** A labels file beside the model whose line count fits the outputs (binary: 1 or 2 names). */
@@ -149,7 +151,7 @@ function configText(c: {
   ];
   if (c.labels) lines.push(`  labels: ${yamlPath(c.labels.path, dir)}   # ${c.labels.names.length} class names, in output order`);
   else lines.push(`  # labels: labels.txt   # one class name per line, in output order (${classes} outputs); without it classes show as indices`);
-  lines.push(`  # head: ${describeHead(model.head, c.labels?.names ?? classIndices(classes))}`);
+  lines.push(`  # head: ${headText(model.head, c.labels?.names)}`);
   lines.push(
     '',
     '# Preprocessing: how pixels (0-255, RGB) become the model input, (pixel * scale - mean) / std per',

@@ -13,7 +13,12 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../../pipeline/backend.ts';
 import { layerTable } from '../../pipeline/cli.ts';
+import { initConfig } from '../../pipeline/init.ts';
+import { MemoryLogger, silentLogger } from '../../pipeline/logger.ts';
+import { saveLayersModel } from '../../pipeline/model/io.ts';
 import { makeTinyProject } from '../helpers/tiny-project.ts';
 
 const run = promisify(execFile);
@@ -77,6 +82,26 @@ describe('convlens init', () => {
     expect(rep.stderr).toMatch(/^cam: \d+ artifacts/m);
     expect(rep.code).toBe(0);
   }, 180_000);
+});
+
+describe('convlens init on a binary classifier', () => {
+  it('a one-name labels file is the positive class: the head reads as the report will show it', async () => {
+    await initBackend('wasm', silentLogger);
+    const dir = await mkdtemp(join(tmpdir(), 'convlens-init-binary-'));
+    const model = tf.sequential({ layers: [
+      tf.layers.conv2d({ inputShape: [8, 8, 3], filters: 2, kernelSize: 3, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+      tf.layers.globalAveragePooling2d({}),
+      tf.layers.dense({ units: 1, activation: 'sigmoid', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
+    ] });
+    await saveLayersModel(model, join(dir, 'model'));
+    model.dispose();
+    await writeFile(join(dir, 'model', 'labels.txt'), 'dog\n');
+    const logger = new MemoryLogger();
+    await initConfig({ model: join(dir, 'model'), out: join(dir, 'viz.yaml'), logger });
+    const text = await readFile(join(dir, 'viz.yaml'), 'utf8');
+    expect(text).toMatch(/# head: binary: .*p\(dog\) = sigmoid\(z\)/);
+    expect(logger.text()).toMatch(/p\(dog\) = sigmoid\(z\)/);
+  });
 });
 
 describe('convlens layers', () => {
